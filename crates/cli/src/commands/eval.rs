@@ -1,0 +1,39 @@
+//! `lstm-lm eval`: loss, perplexity and accuracy of a run on a text file.
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use lstm_lm_train::LoadedRun;
+
+use super::device_args::DeviceArgs;
+
+/// Evaluate a trained run on a text file.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Run folder written by `lstm-lm train`.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// Text to evaluate, prepared as the run's training data was.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// Runs `lstm-lm eval`.
+pub fn run(args: EvalArgs) -> Result<()> {
+    let run = LoadedRun::load(&args.model, args.device.device()?)?;
+    let r = run.evaluate_file(&args.data)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "loss {:.4}  perplexity {:.2}  accuracy {:.4}  tokens {}",
+            r.loss, r.ppl, r.accuracy, r.tokens
+        );
+    }
+    Ok(())
+}

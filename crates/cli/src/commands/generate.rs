@@ -1,0 +1,73 @@
+//! `lstm-lm generate`: stream text from a trained run.
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use lstm_lm_train::{LoadedRun, SamplingConfig, TrainError};
+
+use super::device_args::DeviceArgs;
+
+/// Generate text from a prompt, token by token.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Run folder written by `lstm-lm train`.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// Text to continue (empty: start from nothing).
+    #[arg(long, default_value = "")]
+    pub prompt: String,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 50)]
+    pub max_tokens: usize,
+    /// Softmax temperature (> 0).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Sample among the K most likely tokens only.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sample among the most likely tokens whose probabilities add up to P (0 < P <= 1).
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Always take the most likely token.
+    #[arg(long)]
+    pub greedy: bool,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// Runs `lstm-lm generate`.
+pub fn run(args: GenerateArgs) -> Result<()> {
+    let sampling = SamplingConfig {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        greedy: args.greedy,
+    };
+    sampling.validate()?;
+    let run = LoadedRun::load(&args.model, args.device.device()?)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    out.write_all(args.prompt.as_bytes())?;
+    out.flush()?;
+    let result = run.generate(
+        &args.prompt,
+        args.max_tokens,
+        &sampling,
+        args.seed,
+        |piece| {
+            out.write_all(piece.as_bytes())
+                .and_then(|_| out.flush())
+                .map_err(|e| TrainError::Io {
+                    path: "<stdout>".into(),
+                    cause: e,
+                })
+        },
+    );
+    result?;
+    writeln!(out)?;
+    Ok(())
+}

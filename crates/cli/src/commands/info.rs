@@ -1,0 +1,101 @@
+//! `lstm-lm info`: what a run folder holds.
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use lstm_lm_model::burn::module::Module;
+use lstm_lm_model::burn::tensor::Device;
+use lstm_lm_train::{MetricEvent, RunDir, read_events};
+
+/// Show a run's configuration, size, vocabulary and training history.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Run folder written by `lstm-lm train`.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `lstm-lm info`.
+pub fn run(args: InfoArgs) -> Result<()> {
+    let run = RunDir::new(&args.model);
+    let config = run.load_config()?;
+    let tokenizer = run.load_tokenizer(&config)?;
+    let model = run.load_model(&config, &Device::flex())?;
+    let params = model.num_params();
+    let events = if run.metrics_path().exists() {
+        read_events(&run.metrics_path())?
+    } else {
+        Vec::new()
+    };
+    let epochs: Vec<&MetricEvent> = events
+        .iter()
+        .filter(|e| matches!(e, MetricEvent::Epoch { .. }))
+        .collect();
+    let test = events
+        .iter()
+        .rev()
+        .find(|e| matches!(e, MetricEvent::Test { .. }));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "config": config,
+                "parameters": params,
+                "tokenizer": tokenizer.kind().name(),
+                "vocab_size": tokenizer.vocab_size(),
+                "epochs": epochs,
+                "test": test,
+            })
+        );
+        return Ok(());
+    }
+    let m = &config.model;
+    println!("run        {}", args.model.display());
+    if !config.settings.description.is_empty() {
+        println!("preset     {}", config.settings.description);
+    }
+    println!(
+        "model      {:?} {} layer(s), embedding {}, hidden {}, dropout {}, tied {}",
+        m.cell, m.num_layers, m.embedding_size, m.hidden_size, m.dropout_between, m.tie_weights
+    );
+    println!("parameters {params}");
+    println!(
+        "tokenizer  {} with {} ids; recipe {:?}",
+        tokenizer.kind().name(),
+        tokenizer.vocab_size(),
+        config.settings.data.recipe
+    );
+    println!(
+        "optimizer  {:?} lr {} clip {:?}; backend {}",
+        config.settings.optim.optimizer,
+        config.settings.optim.lr,
+        config.settings.optim.clip,
+        config.backend
+    );
+    for e in &epochs {
+        if let MetricEvent::Epoch {
+            epoch,
+            train_loss,
+            valid_ppl,
+            lr,
+            best,
+            ..
+        } = e
+        {
+            println!(
+                "epoch {epoch:>3}  train loss {train_loss:.4}  valid ppl {}  lr {lr:.4e}{}",
+                valid_ppl
+                    .map(|p| format!("{p:.2}"))
+                    .unwrap_or_else(|| "-".into()),
+                if *best { "  best" } else { "" }
+            );
+        }
+    }
+    if let Some(MetricEvent::Test { ppl, loss, .. }) = test {
+        println!("test       loss {loss:.4}  perplexity {ppl:.2}");
+    }
+    Ok(())
+}

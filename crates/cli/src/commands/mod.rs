@@ -1,0 +1,51 @@
+//! The subcommands: one module each, with a clap `Args` struct and a `run` function.
+
+pub mod decode;
+mod device_args;
+pub mod encode;
+pub mod eval;
+pub mod generate;
+pub mod info;
+mod input;
+pub mod score;
+pub mod tokenize;
+pub mod train;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+/// Every subcommand of `lstm-lm`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fit a tokenizer on text files and save it as a Hugging Face tokenizer.json.
+    Tokenize(tokenize::TokenizeArgs),
+    /// Print the token ids of each line of a text.
+    Encode(encode::EncodeArgs),
+    /// Print the text of each line of token ids.
+    Decode(decode::DecodeArgs),
+    /// Train a language model on text files and save it in a run folder.
+    Train(Box<train::TrainArgs>),
+    /// Generate text from a prompt with a trained run, token by token.
+    Generate(generate::GenerateArgs),
+    /// Loss, perplexity and accuracy of a trained run on a text file.
+    Eval(eval::EvalArgs),
+    /// Log-probabilities of a text under a trained run's model.
+    Score(score::ScoreArgs),
+    /// What a run folder holds: configuration, size, vocabulary, training history.
+    Info(info::InfoArgs),
+}
+
+/// Runs one subcommand; returns the process exit status.
+pub fn run(command: Command) -> Result<i32> {
+    let done = |r: Result<()>| r.map(|()| 0);
+    match command {
+        Command::Tokenize(args) => done(tokenize::run(args)),
+        Command::Encode(args) => done(encode::run(args)),
+        Command::Decode(args) => done(decode::run(args)),
+        Command::Train(args) => train::run(*args),
+        Command::Generate(args) => done(generate::run(args)),
+        Command::Eval(args) => done(eval::run(args)),
+        Command::Score(args) => done(score::run(args)),
+        Command::Info(args) => done(info::run(args)),
+    }
+}

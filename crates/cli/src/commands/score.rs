@@ -1,0 +1,72 @@
+//! `lstm-lm score`: log-probabilities of a text under a run's model.
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use lstm_lm_train::LoadedRun;
+
+use super::device_args::DeviceArgs;
+
+/// Score text: total and per-token log-probabilities, and perplexity.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Run folder written by `lstm-lm train`.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// The text to score (or use --file).
+    #[arg(conflicts_with = "file")]
+    pub text: Option<String>,
+    /// Score each line of this file.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Print JSON (one object per text).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// Runs `lstm-lm score`.
+pub fn run(args: ScoreArgs) -> Result<()> {
+    let texts: Vec<String> = match (&args.text, &args.file) {
+        (Some(t), None) => vec![t.clone()],
+        (None, Some(path)) => lstm_lm_train::data::read_file(path)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => bail!("give the text to score as an argument or with --file FILE"),
+    };
+    let run = LoadedRun::load(&args.model, args.device.device()?)?;
+    for text in &texts {
+        let s = run.score(text)?;
+        if args.json {
+            let tokens: Vec<serde_json::Value> = s
+                .tokens
+                .iter()
+                .map(|(t, lp)| serde_json::json!({"token": t, "logprob": lp}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "text": text,
+                    "total_logprob": s.total_logprob,
+                    "ppl": s.ppl,
+                    "tokens": tokens,
+                })
+            );
+        } else {
+            println!("{text}");
+            for (t, lp) in &s.tokens {
+                println!("  {lp:>9.4}  {t}");
+            }
+            println!(
+                "  total log-probability {:.4} over {} tokens, perplexity {:.2}",
+                s.total_logprob,
+                s.tokens.len(),
+                s.ppl
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! `lstm-lm train`: fit a tokenizer, train a model, write a run folder.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Result, bail};
+use clap::Args;
+use lstm_lm_train::settings::TrainSettings;
+use lstm_lm_train::{
+    DataFiles, LoadedRun, ProgressMode, SamplingConfig, TrainOptions, TrainOutcome, train,
+};
+
+use super::device_args::DeviceArgs;
+
+/// Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Train a language model on text files.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Training text (one or more files).
+    #[arg(long, num_args = 1.., required_unless_present = "resume")]
+    pub data: Vec<PathBuf>,
+    /// Validation text.
+    #[arg(long)]
+    pub valid: Option<PathBuf>,
+    /// Test text, evaluated with the best model at the end.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Run folder to create (must not hold a run yet).
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
+    /// Start from a shipped preset: seed, sample, char-rnn, wt2-small, wt2-medium, ptb-small, ptb-medium.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// TOML file merged over the preset.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// Any setting as KEY=VALUE (e.g. optim.lr=0.5, model.cell=gru); repeatable, applied last.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Tokenizer: keras-word, word, char or bpe.
+    #[arg(long)]
+    pub tokenizer: Option<String>,
+    /// Dataset recipe: ngram or stream.
+    #[arg(long)]
+    pub recipe: Option<String>,
+    /// Epochs (on --resume: train up to this many epochs in all).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Sequences per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Unrolled steps per window (stream recipe).
+    #[arg(long)]
+    pub bptt: Option<usize>,
+    /// Learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Optimizer: sgd, adam, adamw or rmsprop.
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// Global gradient-norm clip.
+    #[arg(long)]
+    pub clip: Option<f64>,
+    /// Recurrent cell: lstm, gru or rnn.
+    #[arg(long)]
+    pub cell: Option<String>,
+    /// Hidden width.
+    #[arg(long)]
+    pub hidden_size: Option<usize>,
+    /// Embedding width.
+    #[arg(long)]
+    pub embedding_size: Option<usize>,
+    /// Stacked layers.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Dropout (embedding, between layers, output).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Tie embedding and output weights (needs equal sizes).
+    #[arg(long)]
+    pub tie_weights: bool,
+    /// Seed for initialisation, dropout and shuffling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop each epoch after this many batches.
+    #[arg(long)]
+    pub max_batches: Option<usize>,
+    /// Batches between log lines.
+    #[arg(long)]
+    pub log_interval: Option<usize>,
+    /// Stop after this many epochs without validation improvement.
+    #[arg(long)]
+    pub early_stopping: Option<usize>,
+    /// Split a single --data file into train/valid/test by these fractions, e.g. 0.9,0.05,0.05.
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    pub split: Option<Vec<f64>>,
+    /// Tokens of sample text printed after training (0: none).
+    #[arg(long, default_value_t = 40)]
+    pub sample_tokens: usize,
+    /// Prompt for the sample printed after training.
+    #[arg(long, default_value = "")]
+    pub sample_prompt: String,
+    /// Plain log lines instead of a progress bar.
+    #[arg(long, conflicts_with = "quiet")]
+    pub log_lines: bool,
+    /// No progress output (metrics.jsonl is still written).
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+impl TrainArgs {
+    /// Preset, then config file, then flags: one settings value.
+    fn settings(&self) -> Result<TrainSettings> {
+        let mut s = match &self.preset {
+            Some(name) => TrainSettings::preset(name)?,
+            None => TrainSettings::default(),
+        };
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--config \"{}\": {e}", path.display()))?;
+            s = s.merge_toml(&text, &format!("--config \"{}\"", path.display()))?;
+        }
+        let mut sets: Vec<String> = Vec::new();
+        let mut put = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                sets.push(format!("{key}={v}"));
+            }
+        };
+        put("data.tokenizer", self.tokenizer.clone());
+        put("data.recipe", self.recipe.clone());
+        put("train.epochs", self.epochs.map(|v| v.to_string()));
+        put("data.batch_size", self.batch_size.map(|v| v.to_string()));
+        put("data.bptt", self.bptt.map(|v| v.to_string()));
+        put("optim.lr", self.lr.map(toml_float));
+        put("optim.optimizer", self.optimizer.clone());
+        put("optim.clip", self.clip.map(toml_float));
+        put("model.cell", self.cell.clone());
+        put("model.hidden_size", self.hidden_size.map(|v| v.to_string()));
+        put(
+            "model.embedding_size",
+            self.embedding_size.map(|v| v.to_string()),
+        );
+        put("model.num_layers", self.layers.map(|v| v.to_string()));
+        put("model.dropout", self.dropout.map(toml_float));
+        put(
+            "model.tie_weights",
+            self.tie_weights.then(|| "true".to_string()),
+        );
+        put("train.seed", self.seed.map(|v| v.to_string()));
+        put("train.max_batches", self.max_batches.map(|v| v.to_string()));
+        put(
+            "train.log_interval",
+            self.log_interval.map(|v| v.to_string()),
+        );
+        put(
+            "train.early_stopping",
+            self.early_stopping.map(|v| v.to_string()),
+        );
+        put(
+            "data.split",
+            self.split.as_ref().map(|v| {
+                format!(
+                    "[{}]",
+                    v.iter()
+                        .map(|x| toml_float(*x))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }),
+        );
+        for a in sets.iter().chain(self.set.iter()) {
+            s = s.set(a)?;
+        }
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+fn toml_float(x: f64) -> String {
+    let s = format!("{x:?}");
+    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// Runs `lstm-lm train`; returns the process exit status.
+pub fn run(args: TrainArgs) -> Result<i32> {
+    let resume = args.resume.is_some();
+    if resume {
+        let ignored = args.preset.is_some()
+            || args.config.is_some()
+            || !args.set.is_empty()
+            || args.valid.is_some()
+            || args.test.is_some()
+            || args.split.is_some();
+        if ignored || !args.data.is_empty() {
+            bail!(
+                "--resume continues a run with its own settings and data: drop the other settings flags (only --epochs may change)"
+            );
+        }
+    }
+    let settings = if resume {
+        TrainSettings::default()
+    } else {
+        args.settings()?
+    };
+    if !resume {
+        if args.data.len() > 1 && settings.data.split.is_some() {
+            bail!("--split takes exactly one --data file");
+        }
+        if settings.data.split.is_some() && (args.valid.is_some() || args.test.is_some()) {
+            bail!("--split and --valid/--test are alternatives: use one or the other");
+        }
+    }
+    let out = args.resume.clone().or(args.out.clone()).unwrap_or_default();
+    let device = args.device.device()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C while the checkpoint is written is ignored on purpose: the save is
+        // short and atomic, and killing it would only lose the newest state.
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    let progress = if args.quiet {
+        ProgressMode::Quiet
+    } else if args.log_lines {
+        ProgressMode::Lines
+    } else {
+        ProgressMode::Auto
+    };
+    let outcome = train(TrainOptions {
+        settings,
+        data: DataFiles {
+            train: args.data.clone(),
+            valid: args.valid.clone(),
+            test: args.test.clone(),
+        },
+        out: out.clone(),
+        backend: args.device.backend,
+        device: device.clone(),
+        resume,
+        epochs_override: if resume { args.epochs } else { None },
+        stop: Some(stop),
+        progress,
+        stop_at_step: None,
+    })?;
+    match outcome {
+        TrainOutcome::Interrupted { checkpoint } => {
+            eprintln!(
+                "interrupted: checkpoint saved in \"{}\"; continue with: lstm-lm train --resume \"{}\"",
+                checkpoint.display(),
+                out.display()
+            );
+            Ok(EXIT_INTERRUPTED)
+        }
+        TrainOutcome::Finished(summary) => {
+            let mut line = format!(
+                "trained {} epochs in {:.1}s: train loss {:.4}",
+                summary.epochs, summary.elapsed_s, summary.last_train_loss
+            );
+            if let Some(v) = &summary.best_valid {
+                line.push_str(&format!(
+                    ", best valid loss {:.4} (ppl {:.2})",
+                    v.loss, v.ppl
+                ));
+            }
+            if let Some(t) = &summary.test {
+                line.push_str(&format!(", test loss {:.4} (ppl {:.2})", t.loss, t.ppl));
+            }
+            println!("{line}");
+            println!("model saved in \"{}\"", out.display());
+            if args.sample_tokens > 0 {
+                print_sample(&out, device, &args.sample_prompt, args.sample_tokens)?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Prints a short generated sample from the finished run. N-gram models need a prompt: without
+/// one, the first word of the training text starts the sample.
+fn print_sample(
+    out: &std::path::Path,
+    device: lstm_lm_model::burn::tensor::Device,
+    prompt: &str,
+    tokens: usize,
+) -> Result<()> {
+    let run = LoadedRun::load(out, device)?;
+    let mut prompt = prompt.to_string();
+    if prompt.is_empty()
+        && run.config.settings.data.recipe == lstm_lm_train::settings::Recipe::Ngram
+    {
+        if let Some(first) = run.config.data.train.first() {
+            let text = lstm_lm_train::data::read_file(first)?;
+            prompt = text
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        }
+    }
+    let sampling = SamplingConfig {
+        temperature: 0.8,
+        ..SamplingConfig::default()
+    };
+    let mut text = prompt.clone();
+    match run.generate(
+        &prompt,
+        tokens,
+        &sampling,
+        run.config.settings.train.seed,
+        |piece| {
+            text.push_str(piece);
+            Ok(())
+        },
+    ) {
+        Ok(_) => println!("sample: {}", text.trim()),
+        Err(e) => println!("no sample: {e}"),
+    }
+    Ok(())
+}

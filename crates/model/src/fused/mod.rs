@@ -1,0 +1,158 @@
+//! Fused recurrent layers for the CPU backends.
+//!
+//! The composed [`RecurrentLayer`](crate::RecurrentLayer) builds one autodiff node per tensor
+//! operation and step (a few hundred per layer and batch). On the CPU backends (Flex and NdArray,
+//! with or without autodiff) an LSTM layer can instead run as **one** backend operation with a
+//! hand-written backward pass:
+//!
+//! - forward: one `[batch·time, input] × [input, 4·hidden]` GEMM for the input projection of all
+//!   steps, then per step one `[batch, hidden] × [hidden, 4·hidden]` GEMM written in place into
+//!   that step's pre-activations, and the gate arithmetic in one vectorised pass per `4·hidden`
+//!   row ([`cpu_kernel`], [`math`]);
+//! - backward: backpropagation through time with one `[batch, 4·hidden] × [4·hidden, hidden]` GEMM
+//!   per step, then the weight gradients as two large GEMMs and the input gradient as a third.
+//!
+//! The GRU is the same with `3·hidden` gate rows and the recurrent projection kept apart from the
+//! input projection (PyTorch's candidate gate multiplies `r` into `W_hn·h + b_hn` only).
+//!
+//! The operation is registered with burn through its backend-extension mechanism
+//! ([`op::FusedLstmBackend`]); other backends (wgpu) keep the composed version.
+//!
+//! The fused path is on by default; `LSTM_LM_FUSED=0` in the environment or
+//! [`set_enabled(false)`](set_enabled) turns it off (for comparisons and benchmarks).
+
+pub mod cpu_kernel;
+mod math;
+pub mod op;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use burn::backend::{Dispatch, DispatchDevice};
+use burn::tensor::{DType, Device, Tensor};
+
+use op::FusedLstmBackend;
+
+/// 0: not decided yet (read `LSTM_LM_FUSED` on first use), 1: on, 2: off.
+static ENABLED: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the fused kernels are used where they apply.
+///
+/// On unless `LSTM_LM_FUSED` is `0`, `false` or `off`, or [`set_enabled`] said otherwise.
+pub fn enabled() -> bool {
+    match ENABLED.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let off = std::env::var("LSTM_LM_FUSED")
+                .map(|v| matches!(v.trim(), "0" | "false" | "off"))
+                .unwrap_or(false);
+            // Keep an explicit `set_enabled` that raced with this first read.
+            let _ = ENABLED.compare_exchange(
+                0,
+                if off { 2 } else { 1 },
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            ENABLED.load(Ordering::Relaxed) == 1
+        }
+    }
+}
+
+/// Turns the fused kernels on or off for the whole process.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Whether `device` runs on a backend the fused kernels support (Flex or NdArray, with or without
+/// autodiff).
+#[allow(deprecated)]
+pub fn supports(device: &Device) -> bool {
+    matches!(
+        device.clone().without_autodiff().as_dispatch(),
+        DispatchDevice::Flex(_) | DispatchDevice::NdArray(_)
+    )
+}
+
+/// Whether [`lstm`] should run for this input: the fused path is [`enabled`], the input is an
+/// `f32` tensor on a [supported](supports) device, and the sequence has at least one step.
+pub fn applies(input: &Tensor<3>) -> bool {
+    let [_, time, _] = input.dims();
+    time > 0 && input.dtype() == DType::F32 && enabled() && supports(&input.device())
+}
+
+/// Runs an LSTM layer over a whole sequence as one operation.
+///
+/// Same contract as the composed LSTM of [`RecurrentLayer`](crate::RecurrentLayer): PyTorch's
+/// weight layout (gates i, f, g, o), `cell` `None` meaning zeros. Call it only where
+/// [`applies`] is true; on other backends the extension panics.
+///
+/// # Shapes
+/// - input: `[batch, time, input]`, `hidden`, `cell`: `[batch, hidden]`
+/// - `w_ih`: `[4·hidden, input]`, `w_hh`: `[4·hidden, hidden]`, `b_ih`, `b_hh`: `[4·hidden]`
+/// - returns the hidden vector after every step `[batch, time, hidden]`, and the final hidden
+///   and cell states `[batch, hidden]`
+pub fn lstm(
+    input: Tensor<3>,
+    hidden: Tensor<2>,
+    cell: Option<Tensor<2>>,
+    w_ih: Tensor<2>,
+    w_hh: Tensor<2>,
+    b_ih: Tensor<1>,
+    b_hh: Tensor<1>,
+) -> (Tensor<3>, Tensor<2>, Tensor<2>) {
+    let [batch, time, _] = input.dims();
+    let [_, width] = w_hh.dims();
+    let cell = cell.unwrap_or_else(|| Tensor::zeros_like(&hidden));
+    let packed = Tensor::<3>::from_dispatch(<Dispatch as FusedLstmBackend>::fused_lstm(
+        input.into_dispatch(),
+        hidden.into_dispatch(),
+        cell.into_dispatch(),
+        w_ih.into_dispatch(),
+        w_hh.into_dispatch(),
+        b_ih.into_dispatch(),
+        b_hh.into_dispatch(),
+    ));
+    // `packed` is `[batch, time + 1, hidden]`: h_1..h_T, then c_T.
+    let output = packed.clone().narrow(1, 0, time);
+    let last_hidden = packed
+        .clone()
+        .narrow(1, time - 1, 1)
+        .reshape([batch, width]);
+    let last_cell = packed.narrow(1, time, 1).reshape([batch, width]);
+    (output, last_hidden, last_cell)
+}
+
+/// Runs a GRU layer over a whole sequence as one operation.
+///
+/// Same contract as the composed GRU of [`RecurrentLayer`](crate::RecurrentLayer): PyTorch's
+/// weight layout (gates r, z, n). Call it only where [`applies`] is true.
+///
+/// # Shapes
+/// - input: `[batch, time, input]`, `hidden`: `[batch, hidden]`
+/// - `w_ih`: `[3·hidden, input]`, `w_hh`: `[3·hidden, hidden]`, `b_ih`, `b_hh`: `[3·hidden]`
+/// - returns the hidden vector after every step `[batch, time, hidden]` and the final hidden state
+///   `[batch, hidden]`
+pub fn gru(
+    input: Tensor<3>,
+    hidden: Tensor<2>,
+    w_ih: Tensor<2>,
+    w_hh: Tensor<2>,
+    b_ih: Tensor<1>,
+    b_hh: Tensor<1>,
+) -> (Tensor<3>, Tensor<2>) {
+    let [batch, time, _] = input.dims();
+    let [_, width] = w_hh.dims();
+    let output = Tensor::<3>::from_dispatch(<Dispatch as FusedLstmBackend>::fused_gru(
+        input.into_dispatch(),
+        hidden.into_dispatch(),
+        w_ih.into_dispatch(),
+        w_hh.into_dispatch(),
+        b_ih.into_dispatch(),
+        b_hh.into_dispatch(),
+    ));
+    let last_hidden = output
+        .clone()
+        .narrow(1, time - 1, 1)
+        .reshape([batch, width]);
+    (output, last_hidden)
+}

@@ -1,0 +1,24 @@
+//! The lstm-lm language model: token embedding, a stack of recurrent layers (LSTM, GRU or plain
+//! RNN) and a projection to the vocabulary, built on burn with the backend chosen at run time.
+//!
+//! The crate knows nothing about files or tokenizers: ids in, logits and state out.
+#![warn(missing_docs)]
+
+mod backend;
+mod config;
+mod error;
+mod language_model;
+mod recurrent;
+mod state;
+mod torch_names;
+
+pub use backend::{BackendKind, device_for};
+pub use config::{CellKind, LanguageModelConfig};
+pub use error::ModelError;
+pub use language_model::LanguageModel;
+pub use recurrent::RecurrentLayer;
+pub use state::{LayerState, RecurrentState};
+pub use torch_names::NamedTensor;
+
+/// Re-export of the burn version this crate is built on, so callers use the same types.
+pub use burn;

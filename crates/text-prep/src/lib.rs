@@ -1,0 +1,48 @@
+//! Text preparation for lstm-lm: tokenizers, padding, labels and dataset recipes.
+//!
+//! - Tokenizers: [`KerasTokenizer`] (Keras 2 compatible words), [`WordTokenizer`]
+//!   (PTB/WikiText words with `<eos>`), [`CharTokenizer`] and [`BpeTokenizer`] (byte-level
+//!   BPE), all behind [`TextTokenizer`], which saves and loads Hugging Face `tokenizer.json`
+//!   files and decodes ids as they stream in ([`StreamDecoder`]).
+//! - Keras helpers: [`pad_sequences`] and [`to_categorical`].
+//! - Dataset recipes: [`NgramDataset`] (every prefix of every line, the classic Keras
+//!   text-generation recipe) and [`TbpttBatcher`] (one stream cut into columns and windows,
+//!   as pytorch/examples' `word_language_model`), with [`split_by_fraction`] for one-file
+//!   corpora.
+//!
+//! **Architecture invariant:** this crate knows nothing about burn or models; it produces ids.
+#![warn(missing_docs)]
+
+mod bpe;
+mod categorical;
+mod chars;
+mod decode;
+mod error;
+mod hf_pipeline;
+mod io;
+mod keras;
+mod ngram;
+mod padding;
+mod split;
+pub mod synthetic;
+mod tbptt;
+mod tokenizer;
+mod tokenizer_file;
+mod word;
+
+pub use bpe::{BYTE_SYMBOLS, BpeTokenizer};
+pub use categorical::to_categorical;
+pub use chars::{CHAR_UNK_TOKEN, CharTokenizer};
+pub use decode::StreamDecoder;
+pub use error::{Result, TextPrepError};
+pub use io::{read_text_file, text_lines, write_atomic};
+pub use keras::{KERAS_FILTERS, KerasTokenizer, text_to_word_sequence};
+pub use ngram::{NgramBatch, NgramBatcher, NgramDataset};
+pub use padding::{Padded, Padding, Truncating, pad_into, pad_sequences};
+pub use split::{Splits, split_by_fraction, split_text_by_fraction};
+pub use tbptt::{TbpttBatch, TbpttBatcher, TbpttWindows};
+pub use tokenizer::{
+    DEFAULT_BPE_VOCAB_SIZE, KERAS_PAD_TOKEN, TextTokenizer, TokenizerConfig, TokenizerKind,
+};
+pub use tokenizer_file::{METADATA_KEY, TOKENIZER_FORMAT_VERSION};
+pub use word::{EOS_TOKEN, UNK_TOKEN, WordTokenizer};

@@ -1,0 +1,462 @@
+//! Saving and loading a [`TextTokenizer`] as a Hugging Face `tokenizer.json`.
+//!
+//! The file is what `tokenizers` writes for the pipeline of [`TextTokenizer::to_hf`], so
+//! Python's `tokenizers.Tokenizer.from_file` loads it and encodes lines to the same ids. Our
+//! own metadata goes in the `model` object under `"lstm_lm"`:
+//!
+//! ```json
+//! "model": { "type": "WordLevel", "vocab": {...}, "unk_token": "<unk>",
+//!            "lstm_lm": { "format_version": 1, "kind": "word" } }
+//! ```
+//!
+//! Why there: `tokenizers` 0.23 reads the top-level object with a visitor that skips the key
+//! of an unknown field without reading its value, which makes `serde_json` fail with
+//! "expected `,` or `}`" (Rust and Python alike). The model object, on the other hand, is first
+//! read into a `serde_json::Value` and then converted, which ignores extra fields.
+//!
+//! A Keras tokenizer also stores `num_words`, `oov_token`, `document_count` and its
+//! `word_counts` (an object in order of first appearance), from which its whole `word_index`
+//! is rebuilt; the word-level vocabulary in the file holds only the ids below `num_words`.
+//!
+//! Maps are written in a fixed order (vocabularies by id, counts by first appearance), so the
+//! same tokenizer always gives the same bytes. Loading checks the file against its metadata: the
+//! pipeline rebuilt from the metadata must serialize exactly like the one in the file.
+
+use std::path::Path;
+
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokenizers::{
+    AddedVocabulary, DecoderWrapper, ModelWrapper, NormalizerWrapper, PaddingParams,
+    PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TruncationParams,
+};
+
+use crate::bpe::BpeTokenizer;
+use crate::chars::{CHAR_UNK_TOKEN, CharTokenizer};
+use crate::error::{Result, TextPrepError};
+use crate::io::{read_text_file, write_atomic};
+use crate::keras::KerasTokenizer;
+use crate::tokenizer::{TextTokenizer, TokenizerKind};
+use crate::word::WordTokenizer;
+
+/// The version of our metadata this build writes and reads.
+pub const TOKENIZER_FORMAT_VERSION: u32 = 1;
+
+/// The key of our metadata inside the `model` object.
+pub const METADATA_KEY: &str = "lstm_lm";
+
+/// The metadata stored beside the model.
+#[derive(Debug, Serialize, Deserialize)]
+struct Metadata {
+    format_version: u32,
+    kind: TokenizerKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    keras: Option<KerasMetadata>,
+}
+
+/// What it takes to rebuild a [`KerasTokenizer`].
+#[derive(Debug, Serialize, Deserialize)]
+struct KerasMetadata {
+    num_words: Option<usize>,
+    oov_token: Option<String>,
+    document_count: u64,
+    #[serde(with = "ordered_counts")]
+    word_counts: Vec<(String, u64)>,
+}
+
+/// The file as written: `tokenizers`' own fields, in its order, with our metadata added to the
+/// model.
+#[derive(Serialize)]
+struct FileOut<'a> {
+    version: &'static str,
+    truncation: Option<&'a TruncationParams>,
+    padding: Option<&'a PaddingParams>,
+    added_tokens: &'a AddedVocabulary,
+    normalizer: Option<&'a NormalizerWrapper>,
+    pre_tokenizer: Option<&'a PreTokenizerWrapper>,
+    post_processor: Option<&'a PostProcessorWrapper>,
+    decoder: Option<&'a DecoderWrapper>,
+    model: ModelOut<'a>,
+}
+
+#[derive(Serialize)]
+struct ModelOut<'a> {
+    #[serde(flatten)]
+    model: &'a ModelWrapper,
+    lstm_lm: &'a Metadata,
+}
+
+/// Just enough of a file to find our metadata.
+#[derive(Deserialize)]
+struct Probe {
+    model: ProbeModel,
+}
+
+#[derive(Deserialize)]
+struct ProbeModel {
+    lstm_lm: Option<Metadata>,
+}
+
+impl TextTokenizer {
+    /// Writes the tokenizer to `path` as a `tokenizer.json`, atomically (see
+    /// [`write_atomic`](crate::write_atomic)).
+    ///
+    /// # Errors
+    /// [`TextPrepError::Write`] naming the file, or [`TextPrepError::Tokenizers`].
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let json = self.to_json()?;
+        write_atomic(path.as_ref(), json.as_bytes())
+    }
+
+    /// The `tokenizer.json` text, pretty-printed, ending with a newline.
+    ///
+    /// # Errors
+    /// [`TextPrepError::Tokenizers`] if the pipeline cannot be built or serialized.
+    pub fn to_json(&self) -> Result<String> {
+        let hf = self.to_hf()?;
+        let metadata = Metadata {
+            format_version: TOKENIZER_FORMAT_VERSION,
+            kind: self.kind(),
+            keras: self.as_keras().map(|k| KerasMetadata {
+                num_words: k.num_words(),
+                oov_token: k.oov_token().map(str::to_owned),
+                document_count: k.document_count(),
+                word_counts: k.word_counts().map(|(w, c)| (w.to_owned(), c)).collect(),
+            }),
+        };
+        let file = FileOut {
+            version: "1.0",
+            truncation: hf.get_truncation(),
+            padding: hf.get_padding(),
+            added_tokens: hf.get_added_vocabulary(),
+            normalizer: hf.get_normalizer(),
+            pre_tokenizer: hf.get_pre_tokenizer(),
+            post_processor: hf.get_post_processor(),
+            decoder: hf.get_decoder(),
+            model: ModelOut {
+                model: hf.get_model(),
+                lstm_lm: &metadata,
+            },
+        };
+        let mut json = serde_json::to_string_pretty(&file)
+            .map_err(|e| TextPrepError::tokenizers("writing tokenizer.json", e))?;
+        json.push('\n');
+        Ok(json)
+    }
+
+    /// Reads a `tokenizer.json` written by [`save`](Self::save).
+    ///
+    /// # Errors
+    /// [`TextPrepError::Read`] or [`TextPrepError::NotUtf8`] when the file cannot be read,
+    /// [`TextPrepError::BadTokenizerFile`] when it is not one of ours or does not hold together.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let json = read_text_file(path)?;
+        Self::from_json(&json, path)
+    }
+
+    /// Reads `tokenizer.json` text; `path` only names the file in errors.
+    ///
+    /// # Errors
+    /// [`TextPrepError::BadTokenizerFile`] as for [`load`](Self::load).
+    pub fn from_json(json: &str, path: &Path) -> Result<Self> {
+        let bad = |reason: String| TextPrepError::bad_file(path, reason);
+        let probe: Probe = serde_json::from_str(json)
+            .map_err(|e| bad(format!("its JSON cannot be read ({e})")))?;
+        let metadata = probe.model.lstm_lm.ok_or_else(|| {
+            bad(format!(
+                "its model has no \"{METADATA_KEY}\" metadata, so lstm-lm did not write it"
+            ))
+        })?;
+        if metadata.format_version != TOKENIZER_FORMAT_VERSION {
+            return Err(bad(format!(
+                "it has format version {} but this build reads version {TOKENIZER_FORMAT_VERSION}",
+                metadata.format_version
+            )));
+        }
+        let hf: Tokenizer = serde_json::from_str(json)
+            .map_err(|e| bad(format!("the tokenizers library cannot read it ({e})")))?;
+        let tokenizer: TextTokenizer = match metadata.kind {
+            TokenizerKind::KerasWord => {
+                let keras = metadata
+                    .keras
+                    .ok_or_else(|| bad("its keras-word metadata has no \"keras\" entry".into()))?;
+                KerasTokenizer::from_counts(
+                    keras.num_words,
+                    keras.oov_token.as_deref(),
+                    keras.document_count,
+                    keras.word_counts,
+                )
+                .into()
+            }
+            TokenizerKind::Word => WordTokenizer::from_tokens(vocab_by_id(&hf).map_err(&bad)?)
+                .map_err(&bad)?
+                .into(),
+            TokenizerKind::Char => char_tokenizer(&hf).map_err(&bad)?.into(),
+            TokenizerKind::Bpe => return Ok(BpeTokenizer::from_hf(hf).map_err(bad)?.into()),
+        };
+        let rebuilt = tokenizer.to_hf()?;
+        if serialized(&rebuilt)? != serialized(&hf)? {
+            return Err(bad(format!(
+                "its vocabulary or pipeline is not what lstm-lm writes for its {} metadata \
+                 (was it edited?)",
+                metadata.kind
+            )));
+        }
+        Ok(tokenizer)
+    }
+}
+
+fn serialized(hf: &Tokenizer) -> Result<String> {
+    serde_json::to_string(hf).map_err(|e| TextPrepError::tokenizers("serializing a tokenizer", e))
+}
+
+/// The model's tokens by id; the ids must be exactly 0..n.
+fn vocab_by_id(hf: &Tokenizer) -> Result<Vec<String>, String> {
+    let mut pairs: Vec<(u32, String)> = hf
+        .get_vocab(false)
+        .into_iter()
+        .map(|(token, id)| (id, token))
+        .collect();
+    pairs.sort_unstable();
+    for (expected, (id, _)) in (0u32..).zip(&pairs) {
+        if *id != expected {
+            return Err(format!("its vocabulary has no token with id {expected}"));
+        }
+    }
+    Ok(pairs.into_iter().map(|(_, token)| token).collect())
+}
+
+fn char_tokenizer(hf: &Tokenizer) -> Result<CharTokenizer, String> {
+    let mut tokens = vocab_by_id(hf)?;
+    if tokens.pop().as_deref() != Some(CHAR_UNK_TOKEN) {
+        return Err(format!("its last token is not {CHAR_UNK_TOKEN:?}"));
+    }
+    let chars = tokens
+        .iter()
+        .map(|token| {
+            let mut chars = token.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Ok(c),
+                _ => Err(format!("its token {token:?} is not a single character")),
+            }
+        })
+        .collect::<Result<Vec<char>, String>>()?;
+    CharTokenizer::from_chars(chars)
+}
+
+/// Word counts as a JSON object whose keys keep the order of the list.
+mod ordered_counts {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(
+        counts: &[(String, u64)],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(counts.len()))?;
+        for (word, count) in counts {
+            map.serialize_entry(word, count)?;
+        }
+        map.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<(String, u64)>, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = Vec<(String, u64)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of word counts")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut counts = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry()? {
+                    counts.push(entry);
+                }
+                Ok(counts)
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TokenizerConfig;
+    use std::path::PathBuf;
+
+    const CORPUS: &str = "The cat sat on the mat.\nthe dog, the cat!\n\nÜber café 🙂\r\n";
+
+    fn fitted(kind: TokenizerKind, num_words: Option<usize>, oov: Option<&str>) -> TextTokenizer {
+        let config = TokenizerConfig {
+            kind,
+            vocab_size: (kind == TokenizerKind::Bpe).then_some(280),
+            num_words,
+            oov_token: oov.map(str::to_owned),
+        };
+        TextTokenizer::fit(&config, &[CORPUS]).unwrap()
+    }
+
+    fn every_kind() -> Vec<TextTokenizer> {
+        vec![
+            fitted(TokenizerKind::KerasWord, None, None),
+            fitted(TokenizerKind::KerasWord, Some(4), Some("<OOV>")),
+            fitted(TokenizerKind::KerasWord, Some(3), None),
+            fitted(TokenizerKind::Word, None, None),
+            fitted(TokenizerKind::Char, None, None),
+            fitted(TokenizerKind::Bpe, None, None),
+        ]
+    }
+
+    fn load_err(json: &str) -> String {
+        TextTokenizer::from_json(json, &PathBuf::from("tok.json"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn round_trip_through_a_file_keeps_ids_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts = [CORPUS, "unseen words and ✓ symbols\n", "", "the\n\n"];
+        for (i, t) in every_kind().into_iter().enumerate() {
+            let path = dir.path().join(format!("tok{i}.json"));
+            t.save(&path).unwrap();
+            let back = TextTokenizer::load(&path).unwrap();
+            assert_eq!(back.kind(), t.kind());
+            assert_eq!(back.vocab_size(), t.vocab_size(), "{}", t.kind());
+            for text in texts {
+                assert_eq!(
+                    back.encode_text(text).unwrap(),
+                    t.encode_text(text).unwrap()
+                );
+                assert_eq!(
+                    back.encode_line(text).unwrap(),
+                    t.encode_line(text).unwrap()
+                );
+            }
+            assert_eq!(
+                back.to_json().unwrap(),
+                std::fs::read_to_string(&path).unwrap()
+            );
+            if let (Some(a), Some(b)) = (back.as_keras(), t.as_keras()) {
+                assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn same_tokenizer_gives_same_bytes() {
+        for t in every_kind() {
+            let again = TextTokenizer::fit(
+                &TokenizerConfig {
+                    kind: t.kind(),
+                    vocab_size: (t.kind() == TokenizerKind::Bpe).then_some(280),
+                    num_words: t.as_keras().and_then(KerasTokenizer::num_words),
+                    oov_token: t.as_keras().and_then(|k| k.oov_token().map(str::to_owned)),
+                },
+                &[CORPUS],
+            )
+            .unwrap();
+            assert_eq!(
+                t.to_json().unwrap(),
+                again.to_json().unwrap(),
+                "{}",
+                t.kind()
+            );
+        }
+    }
+
+    #[test]
+    fn file_is_the_libraries_own_plus_metadata() {
+        for t in every_kind() {
+            let mut ours: serde_json::Value = serde_json::from_str(&t.to_json().unwrap()).unwrap();
+            let meta = ours["model"]
+                .as_object_mut()
+                .and_then(|m| m.remove(METADATA_KEY))
+                .unwrap();
+            assert_eq!(meta["kind"], t.kind().name());
+            assert_eq!(meta["format_version"], 1);
+            let theirs: serde_json::Value =
+                serde_json::from_str(&t.to_hf().unwrap().to_string(false).unwrap()).unwrap();
+            assert_eq!(ours, theirs, "{}", t.kind());
+        }
+    }
+
+    #[test]
+    fn keras_metadata_keeps_counts_in_order() {
+        let t = fitted(TokenizerKind::KerasWord, Some(4), Some("<OOV>"));
+        let json: serde_json::Value = serde_json::from_str(&t.to_json().unwrap()).unwrap();
+        let keras = &json["model"][METADATA_KEY]["keras"];
+        assert_eq!(keras["num_words"], 4);
+        assert_eq!(keras["oov_token"], "<OOV>");
+        assert_eq!(keras["document_count"], 4);
+        let text = t.to_json().unwrap();
+        let the = text.find("\"the\": 4").unwrap();
+        let cat = text.find("\"cat\": 2").unwrap();
+        let sat = text.find("\"sat\": 1").unwrap();
+        assert!(
+            the < cat && cat < sat,
+            "counts not in first-appearance order"
+        );
+    }
+
+    #[test]
+    fn top_level_extra_fields_break_the_library() {
+        // Why the metadata lives inside "model": this is what the library does with a
+        // top-level field it does not know.
+        let json = fitted(TokenizerKind::Word, None, None).to_json().unwrap();
+        let with_extra = json.replacen("{", "{\n  \"extra\": 1,", 1);
+        assert!(serde_json::from_str::<Tokenizer>(&with_extra).is_err());
+        assert!(serde_json::from_str::<Tokenizer>(&json).is_ok());
+    }
+
+    #[test]
+    fn bad_files_are_explained() {
+        let good = fitted(TokenizerKind::Word, None, None).to_json().unwrap();
+        let prefix = "\"tok.json\" is not a usable tokenizer file: ";
+        let suffix = "; re-create it with `lstm-lm tokenize`";
+        let check = |json: &str, reason: &str| {
+            assert_eq!(load_err(json), format!("{prefix}{reason}{suffix}"));
+        };
+        let err = load_err("{ not json");
+        assert!(
+            err.starts_with(&format!("{prefix}its JSON cannot be read (")),
+            "{err}"
+        );
+        let plain = fitted(TokenizerKind::Word, None, None).to_hf().unwrap();
+        check(
+            &plain.to_string(false).unwrap(),
+            "its model has no \"lstm_lm\" metadata, so lstm-lm did not write it",
+        );
+        check(
+            &good.replace("\"format_version\": 1", "\"format_version\": 7"),
+            "it has format version 7 but this build reads version 1",
+        );
+        check(
+            &good.replace("\"WhitespaceSplit\"", "\"Whitespace\""),
+            "its vocabulary or pipeline is not what lstm-lm writes for its word metadata (was it edited?)",
+        );
+        check(
+            &good.replace("\"<unk>\"", "\"<UNK>\""),
+            "the vocabulary has no \"<unk>\" token",
+        );
+        let err = load_err(&good.replace("\"kind\": \"word\"", "\"kind\": \"words\""));
+        assert!(
+            err.contains("its JSON cannot be read (unknown variant `words`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn load_names_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = TextTokenizer::load(dir.path().join("nope.json")).unwrap_err();
+        assert!(matches!(err, TextPrepError::Read { .. }));
+        assert!(err.to_string().contains("nope.json"));
+    }
+}

@@ -1,0 +1,58 @@
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Errors of the training, evaluation and generation layer.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// A file could not be read or written.
+    #[error("\"{path}\": {cause}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said (kept out of the error chain: the message already holds it).
+        cause: std::io::Error,
+    },
+    /// Settings that cannot be used.
+    #[error("{0}")]
+    Settings(String),
+    /// Data that cannot be used (empty corpus, too short for a batch...).
+    #[error("{0}")]
+    Data(String),
+    /// A run folder that is missing, incomplete or inconsistent.
+    #[error("{0}")]
+    RunDir(String),
+    /// The model layer refused something.
+    #[error(transparent)]
+    Model(#[from] lstm_lm_model::ModelError),
+    /// The tokenizer layer refused something.
+    #[error(transparent)]
+    Text(#[from] lstm_lm_text_prep::TextPrepError),
+    /// The loss stopped being a finite number.
+    #[error(
+        "the training loss became {value} at epoch {epoch}, batch {batch}; the last good checkpoint is kept in \"{checkpoint}\": lower the learning rate (optim.lr) or set a gradient clip (optim.clip) and resume with --resume"
+    )]
+    NonFiniteLoss {
+        /// The bad value.
+        value: f64,
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based batch within the epoch.
+        batch: usize,
+        /// The checkpoint folder left in place.
+        checkpoint: PathBuf,
+    },
+    /// Generation or scoring input that cannot be used.
+    #[error("{0}")]
+    Input(String),
+}
+
+impl TrainError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        TrainError::Io {
+            path: path.to_path_buf(),
+            cause: source,
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Stateful generation and scoring: the prompt runs once, then every new token costs one step.
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Tensor};
+use lstm_lm_model::{LanguageModel, RecurrentState};
+use rand::Rng;
+
+use crate::TrainError;
+use crate::data;
+
+/// How the next token is picked from the model's distribution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingConfig {
+    /// Divide logits by this before the softmax (must be > 0). Default 1.
+    pub temperature: f64,
+    /// Keep only the `k` most likely tokens. Default none.
+    pub top_k: Option<usize>,
+    /// Keep the smallest set of most likely tokens whose probability reaches `p` (0 < p ≤ 1).
+    pub top_p: Option<f64>,
+    /// Always take the most likely token (ignores the other fields).
+    pub greedy: bool,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig {
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+            greedy: false,
+        }
+    }
+}
+
+impl SamplingConfig {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(TrainError::Input(format!(
+                "--temperature {} must be a positive number",
+                self.temperature
+            )));
+        }
+        if self.top_k == Some(0) {
+            return Err(TrainError::Input("--top-k must be at least 1".into()));
+        }
+        if let Some(p) = self.top_p
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return Err(TrainError::Input(format!("--top-p {p} must be in (0, 1]")));
+        }
+        Ok(())
+    }
+
+    /// Picks a token id from `logits`; ids in `banned` (e.g. padding) are never picked.
+    pub fn sample<R: Rng + ?Sized>(&self, logits: &[f32], banned: &[u32], rng: &mut R) -> u32 {
+        let allowed = |i: usize| !banned.contains(&(i as u32));
+        if self.greedy {
+            return logits
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| allowed(*i))
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i as u32)
+                .unwrap_or(0);
+        }
+        let inv_t = 1.0 / self.temperature;
+        let mut cand: Vec<(u32, f64)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(i, v)| allowed(*i) && v.is_finite())
+            .map(|(i, &v)| (i as u32, v as f64 * inv_t))
+            .collect();
+        if cand.is_empty() {
+            return 0;
+        }
+        if let Some(k) = self.top_k
+            && k < cand.len()
+        {
+            // Partial selection: O(V) instead of a full sort.
+            cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+            cand.truncate(k);
+        }
+        let max = cand.iter().map(|c| c.1).fold(f64::NEG_INFINITY, f64::max);
+        let mut total = 0.0;
+        for c in cand.iter_mut() {
+            c.1 = (c.1 - max).exp();
+            total += c.1;
+        }
+        if let Some(p) = self.top_p
+            && p < 1.0
+        {
+            cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+            let mut acc = 0.0;
+            let mut keep = cand.len();
+            for (i, c) in cand.iter().enumerate() {
+                acc += c.1 / total;
+                if acc >= p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            cand.truncate(keep);
+            total = cand.iter().map(|c| c.1).sum();
+        }
+        let mut r = rng.random::<f64>() * total;
+        for c in &cand {
+            r -= c.1;
+            if r <= 0.0 {
+                return c.0;
+            }
+        }
+        cand[cand.len() - 1].0
+    }
+}
+
+/// A model plus its carried state: feed ids, read the next-token distribution.
+pub struct Generator {
+    model: LanguageModel,
+    device: Device,
+    state: Option<RecurrentState>,
+    logits: Option<Vec<f32>>,
+}
+
+impl Generator {
+    /// Wraps an inference model (no autodiff) on `device`.
+    pub fn new(model: LanguageModel, device: Device) -> Self {
+        Generator {
+            model,
+            device,
+            state: None,
+            logits: None,
+        }
+    }
+
+    /// Runs `ids` through the model in one call, carrying the state.
+    pub fn feed(&mut self, ids: &[u32]) {
+        if ids.is_empty() {
+            return;
+        }
+        let input = data::ids_tensor(ids, 1, ids.len(), &self.device);
+        let (logits, state) = self.model.forward_last(input, self.state.take());
+        self.state = Some(state);
+        self.logits = logits.into_data().convert::<f32>().try_to_vec::<f32>().ok();
+    }
+
+    /// The next-token logits after everything fed so far (`None` before the first feed).
+    pub fn logits(&self) -> Option<&[f32]> {
+        self.logits.as_deref()
+    }
+}
+
+/// Log-probability (natural log) of each of `ids[from..]` given everything before it, with the
+/// model starting from a zero state. Returns one value per scored position.
+pub fn score_ids(
+    model: &LanguageModel,
+    ids: &[u32],
+    from: usize,
+    device: &Device,
+) -> Result<Vec<f64>, TrainError> {
+    if ids.len() < 2 || from >= ids.len() || from == 0 {
+        return Err(TrainError::Input(
+            "the text is too short to score: it needs at least one token after the context".into(),
+        ));
+    }
+    let n = ids.len() - 1;
+    let input = data::ids_tensor(&ids[..n], 1, n, device);
+    let (logits, _) = model.forward(input, None);
+    let [_, t, v] = logits.dims();
+    let logp = log_softmax(logits.reshape([t, v]), 1);
+    let targets = data::targets_tensor(&ids[1..], device).reshape([n, 1]);
+    let picked: Tensor<2> = logp.gather(1, targets);
+    let values = picked
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| TrainError::Input(format!("cannot read scores: {e:?}")))?;
+    Ok(values[from - 1..].iter().map(|&x| x as f64).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn counts(cfg: &SamplingConfig, logits: &[f32], banned: &[u32], n: usize) -> Vec<usize> {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut c = vec![0; logits.len()];
+        for _ in 0..n {
+            c[cfg.sample(logits, banned, &mut rng) as usize] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn greedy_takes_the_arg_max_and_respects_bans() {
+        let cfg = SamplingConfig {
+            greedy: true,
+            ..Default::default()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(cfg.sample(&[0.1, 3.0, 2.0], &[], &mut rng), 1);
+        assert_eq!(cfg.sample(&[0.1, 3.0, 2.0], &[1], &mut rng), 2);
+    }
+
+    #[test]
+    fn top_k_never_leaves_the_k_best() {
+        let cfg = SamplingConfig {
+            top_k: Some(2),
+            ..Default::default()
+        };
+        let c = counts(&cfg, &[1.0, 0.0, 2.0, 1.5], &[], 2000);
+        assert_eq!(c[0] + c[1], 0, "{c:?}");
+        assert!(c[2] > c[3] && c[3] > 0, "{c:?}");
+    }
+
+    #[test]
+    fn top_p_keeps_the_smallest_set_reaching_p() {
+        // Probabilities 0.5, 0.3, 0.2: p = 0.7 keeps the first two.
+        let logits: Vec<f32> = [0.5f32, 0.3, 0.2].iter().map(|p| p.ln()).collect();
+        let cfg = SamplingConfig {
+            top_p: Some(0.7),
+            ..Default::default()
+        };
+        let c = counts(&cfg, &logits, &[], 3000);
+        assert_eq!(c[2], 0, "{c:?}");
+        let share = c[0] as f64 / 3000.0;
+        assert!((share - 0.625).abs() < 0.05, "{share}");
+    }
+
+    #[test]
+    fn temperature_one_follows_the_softmax() {
+        let logits: Vec<f32> = [0.6f32, 0.4].iter().map(|p| p.ln()).collect();
+        let c = counts(&SamplingConfig::default(), &logits, &[], 5000);
+        let share = c[0] as f64 / 5000.0;
+        assert!((share - 0.6).abs() < 0.03, "{share}");
+    }
+
+    #[test]
+    fn bad_ranges_are_rejected() {
+        assert!(
+            SamplingConfig {
+                top_p: Some(1.5),
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            SamplingConfig {
+                top_p: Some(0.0),
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            SamplingConfig {
+                temperature: 0.0,
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            SamplingConfig {
+                top_k: Some(0),
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            SamplingConfig {
+                top_p: Some(1.0),
+                ..Default::default()
+            }
+            .validate()
+            .is_ok()
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! Training, evaluation, scoring and generation for lstm-lm.
+//!
+//! [`train`] runs the loop for both dataset recipes (Keras-style n-gram prefixes and the
+//! contiguous stream with truncated backpropagation through time) and writes a run folder
+//! ([`RunDir`]) with crash-safe checkpoints that resume exactly. [`evaluate`], [`score_ids`]
+//! and [`Generator`] use a trained run.
+#![warn(missing_docs)]
+
+mod atomic;
+mod checkpoint;
+pub mod data;
+mod error;
+mod evaluate;
+mod generate;
+pub mod loss;
+mod metrics;
+pub mod optim;
+mod run_dir;
+pub mod schedule;
+mod session;
+pub mod settings;
+mod trainer;
+
+pub use atomic::write_atomic;
+pub use checkpoint::{Checkpoint, LoadedCheckpoint, TrainerState};
+pub use error::TrainError;
+pub use evaluate::{EvalResult, evaluate};
+pub use generate::{Generator, SamplingConfig, score_ids};
+pub use metrics::{MetricEvent, MetricsFile, ProgressMode, read_events};
+pub use run_dir::{
+    DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir, load_weights, model_bytes,
+};
+pub use session::{LoadedRun, TextScore};
+pub use settings::TrainSettings;
+pub use trainer::{TrainOptions, TrainOutcome, TrainSummary, train};

@@ -1,0 +1,212 @@
+//! The run folder: everything needed to rebuild, resume and use a trained model.
+//!
+//! ```text
+//! RUN/config.json        RunConfig: settings, model config, data files, format version
+//! RUN/tokenizer.json     the fitted tokenizer (Hugging Face format)
+//! RUN/model.bpk          weights of the best model so far (burnpack)
+//! RUN/metrics.jsonl      one JSON object per log line, epoch and test evaluation
+//! RUN/checkpoint.json    names the newest complete checkpoint folder
+//! RUN/checkpoints/step-N/{model.bpk, optimizer.bpk, trainer.json, state.bin}
+//! ```
+//! Every file is written atomically; a checkpoint folder is complete before
+//! `checkpoint.json` is switched to it, so a crash leaves the previous checkpoint usable.
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device};
+use lstm_lm_model::{LanguageModel, LanguageModelConfig};
+use lstm_lm_text_prep::TextTokenizer;
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::write_atomic;
+use crate::{TrainError, TrainSettings};
+
+/// The format tag written into every `config.json`.
+pub const RUN_FORMAT: &str = "lstm-lm-run";
+/// The current run-folder format version.
+pub const RUN_FORMAT_VERSION: u32 = 1;
+
+/// `config.json`: enough to rebuild the tokenizer pipeline and the model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Always [`RUN_FORMAT`].
+    pub format: String,
+    /// Format version, [`RUN_FORMAT_VERSION`] when written by this version.
+    pub version: u32,
+    /// The merged training settings.
+    pub settings: TrainSettings,
+    /// The model configuration (vocabulary size included).
+    pub model: LanguageModelConfig,
+    /// Input width of the n-gram recipe (prefix length fed to the model), when it applies.
+    pub ngram_width: Option<usize>,
+    /// Training data files as given.
+    pub data: DataFiles,
+    /// The backend the run trained on.
+    pub backend: String,
+}
+
+/// The data files a run was trained on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DataFiles {
+    /// Training text.
+    pub train: Vec<PathBuf>,
+    /// Validation text, if any.
+    pub valid: Option<PathBuf>,
+    /// Test text, if any.
+    pub test: Option<PathBuf>,
+}
+
+/// Paths inside a run folder.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// A run folder at `root` (nothing is touched).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        RunDir { root: root.into() }
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `config.json`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+
+    /// `tokenizer.json`.
+    pub fn tokenizer_path(&self) -> PathBuf {
+        self.root.join("tokenizer.json")
+    }
+
+    /// `model.bpk` (best weights).
+    pub fn model_path(&self) -> PathBuf {
+        self.root.join("model.bpk")
+    }
+
+    /// `metrics.jsonl`.
+    pub fn metrics_path(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+
+    /// `checkpoint.json`.
+    pub fn checkpoint_pointer(&self) -> PathBuf {
+        self.root.join("checkpoint.json")
+    }
+
+    /// Creates the folder (and parents).
+    pub fn create(&self) -> Result<(), TrainError> {
+        std::fs::create_dir_all(&self.root).map_err(|e| TrainError::io(&self.root, e))
+    }
+
+    /// Writes `config.json` atomically.
+    pub fn save_config(&self, config: &RunConfig) -> Result<(), TrainError> {
+        let text = serde_json::to_string_pretty(config)
+            .map_err(|e| TrainError::RunDir(format!("cannot serialize config.json: {e}")))?;
+        write_atomic(&self.config_path(), text.as_bytes())
+    }
+
+    /// Reads and checks `config.json`.
+    pub fn load_config(&self) -> Result<RunConfig, TrainError> {
+        if !self.root.is_dir() {
+            return Err(TrainError::RunDir(format!(
+                "run folder \"{}\" does not exist: pass the --out folder of a finished `lstm-lm train`",
+                self.root.display()
+            )));
+        }
+        let path = self.config_path();
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            TrainError::RunDir(format!(
+                "\"{}\" cannot be read ({e}): the folder is not a complete lstm-lm run",
+                path.display()
+            ))
+        })?;
+        let config: RunConfig = serde_json::from_str(&text).map_err(|e| {
+            TrainError::RunDir(format!(
+                "\"{}\" is corrupt ({e}): restore it or train again",
+                path.display()
+            ))
+        })?;
+        if config.format != RUN_FORMAT || config.version > RUN_FORMAT_VERSION {
+            return Err(TrainError::RunDir(format!(
+                "\"{}\" is format '{}' version {}, this lstm-lm reads '{RUN_FORMAT}' up to version {RUN_FORMAT_VERSION}",
+                path.display(),
+                config.format,
+                config.version
+            )));
+        }
+        Ok(config)
+    }
+
+    /// Writes the tokenizer atomically.
+    pub fn save_tokenizer(&self, tokenizer: &TextTokenizer) -> Result<(), TrainError> {
+        Ok(tokenizer.save(&self.tokenizer_path())?)
+    }
+
+    /// Loads the tokenizer and checks it against the model's vocabulary size.
+    pub fn load_tokenizer(&self, config: &RunConfig) -> Result<TextTokenizer, TrainError> {
+        let path = self.tokenizer_path();
+        let tokenizer = TextTokenizer::load(&path)?;
+        if tokenizer.vocab_size() != config.model.vocab_size {
+            return Err(TrainError::RunDir(format!(
+                "\"{}\" has {} ids but the model in \"{}\" was built for {}: the tokenizer does not belong to this run",
+                path.display(),
+                tokenizer.vocab_size(),
+                self.root.display(),
+                config.model.vocab_size
+            )));
+        }
+        Ok(tokenizer)
+    }
+
+    /// Loads `model.bpk` into a model built from `config` on `device`.
+    pub fn load_model(
+        &self,
+        config: &RunConfig,
+        device: &Device,
+    ) -> Result<LanguageModel, TrainError> {
+        load_weights(&self.model_path(), &config.model, device)
+    }
+}
+
+/// Serializes a model's weights to burnpack bytes.
+pub fn model_bytes(model: &LanguageModel) -> Result<Vec<u8>, TrainError> {
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| TrainError::RunDir(format!("cannot serialize the model: {e}")))?;
+    Ok(bytes.to_vec())
+}
+
+/// Builds a model from `config` and loads the burnpack file at `path` into it.
+pub fn load_weights(
+    path: &Path,
+    config: &LanguageModelConfig,
+    device: &Device,
+) -> Result<LanguageModel, TrainError> {
+    let data = std::fs::read(path).map_err(|e| {
+        TrainError::RunDir(format!(
+            "\"{}\" cannot be read ({e}): the run has no saved model yet",
+            path.display()
+        ))
+    })?;
+    let model = config.init(device)?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(data)).map_err(|e| {
+        TrainError::RunDir(format!(
+            "\"{}\" is not a valid burnpack file ({e}): restore it or train again",
+            path.display()
+        ))
+    })?;
+    model.try_load_record(record).map_err(|e| {
+        TrainError::RunDir(format!(
+            "\"{}\" does not fit the model in config.json ({e})",
+            path.display()
+        ))
+    })
+}

@@ -1,0 +1,197 @@
+//! A trained run loaded for use: generation, scoring and evaluation with the run's own
+//! tokenizer and recipe conventions.
+use std::path::Path;
+
+use burn::tensor::Device;
+use lstm_lm_model::LanguageModel;
+use lstm_lm_text_prep::{TextTokenizer, TokenizerKind};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::TrainError;
+use crate::data;
+use crate::evaluate::{EvalResult, evaluate};
+use crate::generate::{Generator, SamplingConfig, score_ids};
+use crate::run_dir::{RunConfig, RunDir};
+use crate::settings::Recipe;
+
+/// Per-token scores of a text.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TextScore {
+    /// Each scored token as text, with its natural-log probability.
+    pub tokens: Vec<(String, f64)>,
+    /// Sum of the log-probabilities.
+    pub total_logprob: f64,
+    /// exp(−mean log-probability).
+    pub ppl: f64,
+}
+
+/// A run folder's tokenizer and best model, on one device.
+pub struct LoadedRun {
+    /// The run's `config.json`.
+    pub config: RunConfig,
+    /// The run's tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// The best model, for inference.
+    pub model: LanguageModel,
+    /// The device the model lives on.
+    pub device: Device,
+}
+
+impl LoadedRun {
+    /// Loads `dir` onto `device` (no autodiff), checking that the pieces belong together.
+    pub fn load(dir: &Path, device: Device) -> Result<Self, TrainError> {
+        let run = RunDir::new(dir);
+        let config = run.load_config()?;
+        let tokenizer = run.load_tokenizer(&config)?;
+        let model = run.load_model(&config, &device)?;
+        Ok(LoadedRun {
+            config,
+            tokenizer,
+            model,
+            device,
+        })
+    }
+
+    fn recipe(&self) -> Recipe {
+        self.config.settings.data.recipe
+    }
+
+    /// The ids a fresh state is primed with before any text: `<eos>` for word-level streams
+    /// (text starts after a line break), nothing otherwise. N-gram models were trained on
+    /// prefixes read from a zero state (padding never reaches the prediction), so they start
+    /// from the zero state too.
+    fn start_context(&self) -> Vec<u32> {
+        match (self.recipe(), self.tokenizer.eos_id()) {
+            (Recipe::Stream, Some(eos)) => vec![eos],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The ids of a prompt (or text to score) without the trailing `<eos>` a line gets.
+    fn text_ids(&self, text: &str) -> Result<Vec<u32>, TrainError> {
+        let mut ids = self.tokenizer.encode_line(text)?;
+        if let Some(eos) = self.tokenizer.eos_id()
+            && ids.last() == Some(&eos)
+        {
+            ids.pop();
+        }
+        Ok(ids)
+    }
+
+    /// Ids of `prompt`, rejecting a prompt of which the tokenizer knows nothing.
+    pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>, TrainError> {
+        let ids = self.text_ids(prompt)?;
+        if prompt.trim().is_empty() {
+            return Ok(ids);
+        }
+        let unk = self.tokenizer.unk_id();
+        if ids.is_empty() || ids.iter().all(|&i| Some(i) == unk) {
+            return Err(TrainError::Input(format!(
+                "the prompt {prompt:?} has no token this model's tokenizer knows: use words from the training text"
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// Generates up to `max_tokens` tokens after `prompt`, calling `emit` with each piece of
+    /// text as soon as it can be printed. Returns the generated ids.
+    pub fn generate(
+        &self,
+        prompt: &str,
+        max_tokens: usize,
+        sampling: &SamplingConfig,
+        seed: u64,
+        mut emit: impl FnMut(&str) -> Result<(), TrainError>,
+    ) -> Result<Vec<u32>, TrainError> {
+        sampling.validate()?;
+        let prompt_ids = self.prompt_ids(prompt)?;
+        let mut context = self.start_context();
+        if context.is_empty() && prompt_ids.is_empty() {
+            return Err(TrainError::Input(
+                "this model continues a prompt (its recipe has no start-of-text token): pass --prompt with at least one known word"
+                    .into(),
+            ));
+        }
+        let mut generator = Generator::new(self.model.clone(), self.device.clone());
+        context.extend_from_slice(&prompt_ids);
+        generator.feed(&context);
+        let banned: Vec<u32> = self.tokenizer.pad_id().into_iter().collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut decoder = self.tokenizer.stream_decoder();
+        for &id in &prompt_ids {
+            decoder.push(id);
+        }
+        let mut out = Vec::with_capacity(max_tokens);
+        for _ in 0..max_tokens {
+            let Some(logits) = generator.logits() else {
+                break;
+            };
+            let id = sampling.sample(logits, &banned, &mut rng);
+            out.push(id);
+            let piece = decoder.push(id);
+            if !piece.is_empty() {
+                emit(&piece)?;
+            }
+            generator.feed(&[id]);
+        }
+        let rest = decoder.finish();
+        if !rest.is_empty() {
+            emit(&rest)?;
+        }
+        Ok(out)
+    }
+
+    /// Scores `text`: the log-probability of every token given the ones before it.
+    pub fn score(&self, text: &str) -> Result<TextScore, TrainError> {
+        let body = if self.recipe() == Recipe::Stream {
+            self.tokenizer.encode_line(text)?
+        } else {
+            self.text_ids(text)?
+        };
+        if body.is_empty() {
+            return Err(TrainError::Input(format!(
+                "{text:?} has no token this model's tokenizer knows"
+            )));
+        }
+        let context = self.start_context();
+        // With no start context (char, BPE) the first token is context, not scored.
+        let from = context.len().max(1);
+        let mut ids = context;
+        ids.extend_from_slice(&body);
+        let logps = score_ids(&self.model, &ids, from, &self.device)?;
+        let tokens: Vec<(String, f64)> = ids[from..]
+            .iter()
+            .zip(&logps)
+            .map(|(&id, &lp)| (self.tokenizer.id_to_token(id).unwrap_or_default(), lp))
+            .collect();
+        let total: f64 = logps.iter().sum();
+        Ok(TextScore {
+            ppl: (-total / logps.len() as f64).exp(),
+            total_logprob: total,
+            tokens,
+        })
+    }
+
+    /// Loss, perplexity and accuracy on a text file, prepared the way the run's training data
+    /// was.
+    pub fn evaluate_file(&self, path: &Path) -> Result<EvalResult, TrainError> {
+        let text = data::read_file(path)?;
+        let d = &self.config.settings.data;
+        let split = data::prepare_split(d, &self.tokenizer, &text, self.config.ngram_width)?;
+        let width = self.config.ngram_width.unwrap_or(d.bptt);
+        evaluate(
+            &self.model,
+            &split,
+            d,
+            width,
+            self.tokenizer.pad_id(),
+            &self.device,
+        )
+    }
+
+    /// The tokenizer's kind.
+    pub fn tokenizer_kind(&self) -> TokenizerKind {
+        self.tokenizer.kind()
+    }
+}

@@ -1,0 +1,503 @@
+//! Training settings: one value merged from a preset, a TOML file and command-line overrides,
+//! validated before anything is built.
+use std::path::Path;
+
+use lstm_lm_model::{CellKind, LanguageModelConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+
+/// Every setting of a training run. Serialized into the run folder's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSettings {
+    /// One line saying what this configuration is (presets fill it in).
+    pub description: String,
+    /// Data and tokenization.
+    pub data: DataSettings,
+    /// Model shape.
+    pub model: ModelSettings,
+    /// Optimizer and clipping.
+    pub optim: OptimSettings,
+    /// Learning-rate schedule.
+    pub schedule: ScheduleSettings,
+    /// Loop, validation, checkpoints.
+    pub train: LoopSettings,
+}
+
+/// Which tokenizer to fit on the training text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenizerChoice {
+    /// Keras `Tokenizer` semantics (id 0 is padding).
+    KerasWord,
+    /// PTB/WikiText word level with `<unk>` and `<eos>`.
+    #[default]
+    Word,
+    /// Character level.
+    Char,
+    /// Byte-level BPE.
+    Bpe,
+}
+
+/// How text becomes training examples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recipe {
+    /// Keras article: pre-padded prefixes of each line, predict the next token.
+    Ngram,
+    /// One contiguous stream, truncated backpropagation through time.
+    #[default]
+    Stream,
+}
+
+/// Data settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSettings {
+    /// Tokenizer kind. Default `word`.
+    pub tokenizer: TokenizerChoice,
+    /// Dataset recipe. Default `stream`.
+    pub recipe: Recipe,
+    /// Sequences per training batch. Default 20.
+    pub batch_size: usize,
+    /// Sequences per evaluation batch (stream recipe). Default 10, as pytorch/examples.
+    pub eval_batch_size: usize,
+    /// Unrolled steps per window (stream recipe). Default 35.
+    pub bptt: usize,
+    /// Longest n-gram input kept, counted in tokens of the prefix (ngram recipe; none = longest line).
+    pub max_len: Option<usize>,
+    /// Keras `num_words` (keras-word only).
+    pub num_words: Option<usize>,
+    /// Keras `oov_token` (keras-word only).
+    pub oov_token: Option<String>,
+    /// BPE vocabulary size (bpe only). Default 4096.
+    pub vocab_size: usize,
+    /// Train/valid/test fractions used when only one file is given, split contiguously by
+    /// tokens (`[0.9, 0.05, 0.05]` splits like the PyTorch reference's `--split-single`).
+    /// Absent: no split, the whole file trains.
+    pub split: Option<[f64; 3]>,
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        DataSettings {
+            tokenizer: TokenizerChoice::Word,
+            recipe: Recipe::Stream,
+            batch_size: 20,
+            eval_batch_size: 10,
+            bptt: 35,
+            max_len: None,
+            num_words: None,
+            oov_token: None,
+            vocab_size: 4096,
+            split: None,
+        }
+    }
+}
+
+/// Model settings (the vocabulary size comes from the tokenizer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSettings {
+    /// Recurrent cell. Default `lstm`.
+    pub cell: CellKind,
+    /// Embedding width. Default 128.
+    pub embedding_size: usize,
+    /// Hidden width. Default 128.
+    pub hidden_size: usize,
+    /// Stacked layers. Default 1.
+    pub num_layers: usize,
+    /// Dropout on embeddings, between layers and on the output (pytorch/examples uses one
+    /// value for all three). Default 0.
+    pub dropout: f64,
+    /// Tie embedding and output weights. Default false.
+    pub tie_weights: bool,
+    /// Uniform initialisation half-width for embedding and output weights. Default 0.1.
+    pub init_range: f64,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings {
+            cell: CellKind::Lstm,
+            embedding_size: 128,
+            hidden_size: 128,
+            num_layers: 1,
+            dropout: 0.0,
+            tie_weights: false,
+            init_range: 0.1,
+        }
+    }
+}
+
+impl ModelSettings {
+    /// The model configuration for a vocabulary of `vocab_size` ids.
+    pub fn model_config(&self, vocab_size: usize) -> LanguageModelConfig {
+        LanguageModelConfig::new(vocab_size)
+            .with_cell(self.cell)
+            .with_embedding_size(self.embedding_size)
+            .with_hidden_size(self.hidden_size)
+            .with_num_layers(self.num_layers)
+            .with_dropout_embedding(self.dropout)
+            .with_dropout_between(self.dropout)
+            .with_dropout_output(self.dropout)
+            .with_tie_weights(self.tie_weights)
+            .with_init_range(self.init_range)
+    }
+}
+
+/// Optimizer kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Plain SGD (optionally with momentum).
+    Sgd,
+    /// Adam.
+    #[default]
+    Adam,
+    /// Adam with decoupled weight decay.
+    Adamw,
+    /// RMSprop (no momentum unless set).
+    Rmsprop,
+}
+
+/// Optimizer settings. Defaults differ per optimizer where noted; `None` means "the
+/// optimizer's usual default" (Adam: betas 0.9/0.999, epsilon 1e-8 as PyTorch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimSettings {
+    /// Optimizer. Default `adam`.
+    pub optimizer: OptimizerKind,
+    /// Learning rate. Default 1e-3.
+    pub lr: f64,
+    /// Global gradient-norm clip (as PyTorch's `clip_grad_norm_`); none = no clipping.
+    pub clip: Option<f64>,
+    /// Weight decay (L2 for SGD/Adam/RMSprop, decoupled for AdamW). Default 0 (AdamW: 0.01).
+    pub weight_decay: Option<f64>,
+    /// Momentum (SGD, RMSprop). Default 0.
+    pub momentum: f64,
+    /// RMSprop smoothing constant. Default 0.99 (PyTorch); Keras uses 0.9.
+    pub alpha: f64,
+    /// Adam betas. Default [0.9, 0.999].
+    pub betas: [f64; 2],
+    /// Epsilon (Adam, AdamW, RMSprop). Default 1e-8 (PyTorch); Keras uses 1e-7.
+    pub epsilon: f64,
+}
+
+impl Default for OptimSettings {
+    fn default() -> Self {
+        OptimSettings {
+            optimizer: OptimizerKind::Adam,
+            lr: 1e-3,
+            clip: None,
+            weight_decay: None,
+            momentum: 0.0,
+            alpha: 0.99,
+            betas: [0.9, 0.999],
+            epsilon: 1e-8,
+        }
+    }
+}
+
+/// Learning-rate schedule kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// The same rate throughout.
+    #[default]
+    Constant,
+    /// Multiply by `gamma` every `step_size` epochs after `start_epoch`.
+    Step,
+    /// Cosine from `lr` to `min_lr` over all training steps.
+    Cosine,
+    /// Multiply by `factor` when validation loss has not improved for more than `patience`
+    /// epochs (pytorch/examples divides by 4 after every epoch without improvement).
+    Plateau,
+}
+
+/// Schedule settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleSettings {
+    /// Kind. Default `constant`.
+    pub kind: ScheduleKind,
+    /// Step: epochs between decays. Default 1.
+    pub step_size: usize,
+    /// Step: decay factor. Default 0.5.
+    pub gamma: f64,
+    /// Step: the last epoch (1-based) run at the initial rate. Default 0.
+    pub start_epoch: usize,
+    /// Plateau: decay factor. Default 0.25.
+    pub factor: f64,
+    /// Plateau: epochs without improvement tolerated before decaying. Default 0.
+    pub patience: usize,
+    /// Lowest rate any schedule goes to. Default 0.
+    pub min_lr: f64,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        ScheduleSettings {
+            kind: ScheduleKind::Constant,
+            step_size: 1,
+            gamma: 0.5,
+            start_epoch: 0,
+            factor: 0.25,
+            patience: 0,
+            min_lr: 0.0,
+        }
+    }
+}
+
+/// Loop settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopSettings {
+    /// Epochs. Default 10.
+    pub epochs: usize,
+    /// Seed for initialisation, dropout and shuffling. Default 1111.
+    pub seed: u64,
+    /// Batches between progress log lines. Default 200.
+    pub log_interval: usize,
+    /// Stop each epoch after this many batches (0 = whole epoch). Default 0.
+    pub max_batches: usize,
+    /// Stop when validation loss has not improved for this many epochs; none = never.
+    pub early_stopping: Option<usize>,
+    /// Shuffle n-gram examples each epoch. Default true.
+    pub shuffle: bool,
+}
+
+impl Default for LoopSettings {
+    fn default() -> Self {
+        LoopSettings {
+            epochs: 10,
+            seed: 1111,
+            log_interval: 200,
+            max_batches: 0,
+            early_stopping: None,
+            shuffle: true,
+        }
+    }
+}
+
+/// The presets shipped with lstm-lm, by name: the TOML text of each.
+pub const PRESETS: &[(&str, &str)] = &[
+    ("seed", include_str!("../presets/seed.toml")),
+    ("sample", include_str!("../presets/sample.toml")),
+    ("char-rnn", include_str!("../presets/char-rnn.toml")),
+    ("wt2-small", include_str!("../presets/wt2-small.toml")),
+    ("wt2-medium", include_str!("../presets/wt2-medium.toml")),
+    ("ptb-small", include_str!("../presets/ptb-small.toml")),
+    ("ptb-medium", include_str!("../presets/ptb-medium.toml")),
+];
+
+impl TrainSettings {
+    /// The settings of a shipped preset.
+    pub fn preset(name: &str) -> Result<Self, TrainError> {
+        let text = PRESETS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+                TrainError::Settings(format!(
+                    "unknown preset '{name}': use one of {}",
+                    names.join(", ")
+                ))
+            })?;
+        Self::from_toml(text, &format!("preset '{name}'"))
+    }
+
+    /// Parses settings from TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, TrainError> {
+        toml::from_str(text)
+            .map_err(|e| TrainError::Settings(format!("{origin}: {}", e.message().trim_end())))
+    }
+
+    /// Reads settings from a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        Self::from_toml(&text, &format!("\"{}\"", path.display()))
+    }
+
+    /// Merges `other` over `self`: every key present in `other`'s TOML text wins.
+    pub fn merge_toml(&self, text: &str, origin: &str) -> Result<Self, TrainError> {
+        let mut base = toml::Value::try_from(self)
+            .map_err(|e| TrainError::Settings(format!("{origin}: {e}")))?;
+        let over: toml::Value = toml::from_str(text)
+            .map_err(|e| TrainError::Settings(format!("{origin}: {}", e.message().trim_end())))?;
+        merge_values(&mut base, over);
+        base.try_into().map_err(|e: toml::de::Error| {
+            TrainError::Settings(format!("{origin}: {}", e.message().trim_end()))
+        })
+    }
+
+    /// Sets one dotted key, e.g. `optim.lr=0.5` or `model.cell="gru"`; the value is TOML
+    /// (bare words are taken as strings).
+    pub fn set(&self, assignment: &str) -> Result<Self, TrainError> {
+        let (key, value) = assignment.split_once('=').ok_or_else(|| {
+            TrainError::Settings(format!(
+                "--set '{assignment}' is not KEY=VALUE (for example --set optim.lr=0.5)"
+            ))
+        })?;
+        let key = key.trim();
+        let value = value.trim();
+        let parts: Vec<&str> = key.split('.').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(TrainError::Settings(format!("--set: bad key '{key}'")));
+        }
+        let literal = if toml::from_str::<toml::Table>(&format!("v = {value}")).is_ok() {
+            value.to_string()
+        } else {
+            format!("{value:?}")
+        };
+        let mut text = String::new();
+        if parts.len() > 1 {
+            text.push_str(&format!("[{}]\n", parts[..parts.len() - 1].join(".")));
+        }
+        text.push_str(&format!("{} = {literal}\n", parts[parts.len() - 1]));
+        self.merge_toml(&text, &format!("--set {key}"))
+    }
+
+    /// Checks values and combinations that cannot train.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Settings(m));
+        let d = &self.data;
+        if d.batch_size == 0 || d.eval_batch_size == 0 {
+            return bad("data.batch_size and data.eval_batch_size must be at least 1".into());
+        }
+        if d.recipe == Recipe::Stream && d.bptt == 0 {
+            return bad("data.bptt must be at least 1".into());
+        }
+        if let Some(m) = d.max_len
+            && m == 0
+        {
+            return bad("data.max_len must be at least 1".into());
+        }
+        if d.tokenizer != TokenizerChoice::KerasWord
+            && (d.num_words.is_some() || d.oov_token.is_some())
+        {
+            return bad(
+                "data.num_words and data.oov_token apply to the keras-word tokenizer only".into(),
+            );
+        }
+        if d.tokenizer == TokenizerChoice::Bpe && d.vocab_size < 260 {
+            return bad(format!(
+                "data.vocab_size = {} is too small for byte-level BPE: use at least 260",
+                d.vocab_size
+            ));
+        }
+        if let Some([a, b, c]) = d.split {
+            let ok = [a, b, c].iter().all(|x| (0.0..=1.0).contains(x))
+                && a > 0.0
+                && ((a + b + c) - 1.0).abs() < 1e-6;
+            if !ok {
+                return bad(format!(
+                    "data.split = [{a}, {b}, {c}] must be three fractions summing to 1 with a positive train part"
+                ));
+            }
+        }
+        let o = &self.optim;
+        if !(o.lr > 0.0 && o.lr.is_finite()) {
+            return bad(format!("optim.lr = {} must be positive", o.lr));
+        }
+        if let Some(c) = o.clip
+            && !(c > 0.0 && c.is_finite())
+        {
+            return bad(format!("optim.clip = {c} must be positive"));
+        }
+        if self.train.epochs == 0 {
+            return bad("train.epochs must be at least 1".into());
+        }
+        if self.train.log_interval == 0 {
+            return bad("train.log_interval must be at least 1".into());
+        }
+        let s = &self.schedule;
+        if s.kind == ScheduleKind::Step && (s.step_size == 0 || !(s.gamma > 0.0)) {
+            return bad("schedule.step_size must be at least 1 and schedule.gamma positive".into());
+        }
+        if s.kind == ScheduleKind::Plateau && !(s.factor > 0.0 && s.factor < 1.0) {
+            return bad(format!("schedule.factor = {} must be in (0, 1)", s.factor));
+        }
+        self.model
+            .model_config(2)
+            .validate()
+            .map_err(|e| TrainError::Settings(e.to_string()))?;
+        Ok(())
+    }
+}
+
+fn merge_values(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) if existing.is_table() && v.is_table() => {
+                        merge_values(existing, v)
+                    }
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_parses_and_validates() {
+        for (name, _) in PRESETS {
+            let s = TrainSettings::preset(name).unwrap();
+            s.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!s.description.is_empty(), "{name} has no description");
+        }
+    }
+
+    #[test]
+    fn unknown_preset_names_the_choices() {
+        let e = TrainSettings::preset("nope").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown preset 'nope'") && e.contains("wt2-small"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn zaremba_conversion_is_per_token() {
+        // Summed-over-steps lr 1 and clip 5 become lr = steps and clip = 5 / steps.
+        let small = TrainSettings::preset("ptb-small").unwrap();
+        assert_eq!(small.optim.lr, small.data.bptt as f64);
+        assert!((small.optim.clip.unwrap() - 5.0 / small.data.bptt as f64).abs() < 1e-9);
+        let medium = TrainSettings::preset("ptb-medium").unwrap();
+        assert_eq!(medium.optim.lr, medium.data.bptt as f64);
+        assert!((medium.optim.clip.unwrap() - 5.0 / medium.data.bptt as f64).abs() < 1e-5);
+    }
+
+    #[test]
+    fn set_overrides_one_key_and_rejects_unknown_keys() {
+        let s = TrainSettings::preset("seed").unwrap();
+        let t = s.set("optim.lr=0.5").unwrap();
+        assert_eq!(t.optim.lr, 0.5);
+        assert_eq!(t.model.hidden_size, 128);
+        let t = t.set("model.cell=gru").unwrap();
+        assert_eq!(t.model.cell, CellKind::Gru);
+        assert!(s.set("optim.lrr=0.5").is_err());
+        assert!(s.set("no-equals").is_err());
+    }
+
+    #[test]
+    fn tying_with_different_sizes_is_rejected() {
+        let mut s = TrainSettings::default();
+        s.model.tie_weights = true;
+        s.model.embedding_size = 100;
+        s.model.hidden_size = 128;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("tie_weights"), "{e}");
+    }
+}

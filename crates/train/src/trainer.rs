@@ -1,0 +1,436 @@
+//! The training loop shared by both recipes.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+use lstm_lm_model::{BackendKind, LanguageModel, RecurrentState};
+
+use crate::checkpoint::{Checkpoint, TrainerState};
+use crate::data::{self, Batch};
+use crate::evaluate::{EvalResult, evaluate};
+use crate::loss::{correct_count, cross_entropy};
+use crate::metrics::{MetricEvent, MetricsFile, Progress, ProgressMode};
+use crate::optim::{build_optimizer, clip_global_norm};
+use crate::run_dir::{DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir, model_bytes};
+use crate::schedule::Schedule;
+use crate::settings::Recipe;
+use crate::{TrainError, TrainSettings};
+
+/// What to train, where, and how to report.
+pub struct TrainOptions {
+    /// Merged, validated settings (ignored on resume: the run's own settings are used).
+    pub settings: TrainSettings,
+    /// Training data (ignored on resume).
+    pub data: DataFiles,
+    /// The run folder.
+    pub out: PathBuf,
+    /// Backend name recorded in `config.json`.
+    pub backend: BackendKind,
+    /// Device to train on (without autodiff; the trainer adds it).
+    pub device: Device,
+    /// Continue the run in `out` from its latest checkpoint.
+    pub resume: bool,
+    /// On resume, train up to this many epochs instead of the saved setting.
+    pub epochs_override: Option<usize>,
+    /// Set from another thread (Ctrl-C) to save a checkpoint and stop.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Progress display.
+    pub progress: ProgressMode,
+    /// Behave as if interrupted once this many optimizer steps are done (tests and scripted
+    /// runs: the same path as Ctrl-C).
+    pub stop_at_step: Option<u64>,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum TrainOutcome {
+    /// All epochs ran (or early stopping ended the run).
+    Finished(TrainSummary),
+    /// The stop flag was raised; a checkpoint was saved.
+    Interrupted {
+        /// The checkpoint folder to resume from.
+        checkpoint: PathBuf,
+    },
+}
+
+/// Figures of a finished run.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// Epochs completed.
+    pub epochs: usize,
+    /// Best validation loss, if there was validation data.
+    pub best_valid: Option<EvalResult>,
+    /// Test evaluation of the best model, if there was test data.
+    pub test: Option<EvalResult>,
+    /// Mean training loss of the last epoch.
+    pub last_train_loss: f64,
+    /// Training seconds (across resumes).
+    pub elapsed_s: f64,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+}
+
+fn step_seed(seed: u64, step: u64) -> u64 {
+    // SplitMix64 of (seed, step): distinct, well-mixed seeds for every step's dropout masks,
+    // so a resumed run draws exactly the masks the uninterrupted run would have drawn.
+    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Trains (or resumes) a run. See the crate docs for the run folder layout.
+pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
+    let run = RunDir::new(&opts.out);
+    let (config, tokenizer, fresh) = if opts.resume {
+        let mut config = run.load_config()?;
+        if let Some(e) = opts.epochs_override {
+            config.settings.train.epochs = e;
+        }
+        let tokenizer = run.load_tokenizer(&config)?;
+        (config, tokenizer, false)
+    } else {
+        opts.settings.validate()?;
+        if run.config_path().exists() {
+            return Err(TrainError::RunDir(format!(
+                "\"{}\" already holds a run: pass --resume to continue it, or choose another --out",
+                run.root().display()
+            )));
+        }
+        let texts = data::load_texts(&opts.settings.data, &opts.data)?;
+        let tokenizer = data::fit_tokenizer(&opts.settings.data, &texts.train)?;
+        let model = opts.settings.model.model_config(tokenizer.vocab_size());
+        let config = RunConfig {
+            format: RUN_FORMAT.into(),
+            version: RUN_FORMAT_VERSION,
+            settings: opts.settings.clone(),
+            model,
+            ngram_width: None,
+            data: opts.data.clone(),
+            backend: opts.backend.to_string(),
+        };
+        (config, tokenizer, true)
+    };
+    let settings = config.settings.clone();
+    let texts = data::load_texts(&settings.data, &config.data)?;
+    let prepared = data::prepare(&settings.data, &tokenizer, &texts)?;
+    let mut config = config;
+    config.ngram_width = prepared.ngram_width;
+    if fresh {
+        run.create()?;
+        run.save_tokenizer(&tokenizer)?;
+        run.save_config(&config)?;
+    }
+
+    let inference_device = opts.device.clone();
+    let device = opts.device.clone().autodiff();
+    let seed = settings.train.seed;
+    device.seed(seed);
+    let mut optimizer = build_optimizer(&settings.optim);
+    let (mut model, mut st, mut carried) = if fresh {
+        (config.model.init(&device)?, TrainerState::default(), None)
+    } else {
+        let ck = Checkpoint::load(&run, &config.model, &device)?;
+        optimizer = Checkpoint::restore_optimizer(optimizer, ck.optimizer)?;
+        (ck.model, ck.trainer, ck.carried)
+    };
+    let mut metrics = MetricsFile::open(&run.metrics_path(), (!fresh).then_some(st.global_step))?;
+
+    let schedule = Schedule::new(settings.schedule.clone(), settings.optim.lr);
+    let d = &settings.data;
+    let width = prepared.ngram_width.unwrap_or(d.bptt);
+    let per_epoch = capped(
+        prepared.train.num_batches(d.batch_size, width),
+        settings.train.max_batches,
+    );
+    if per_epoch == 0 {
+        return Err(TrainError::Data(format!(
+            "the training data is too small for one batch of {} sequences{}: use a smaller data.batch_size or more text",
+            d.batch_size,
+            if d.recipe == Recipe::Stream {
+                format!(" of {} steps", d.bptt)
+            } else {
+                String::new()
+            }
+        )));
+    }
+    let total_steps = (per_epoch * settings.train.epochs) as u64;
+    let pad = tokenizer.pad_id();
+    let started = Instant::now();
+    let elapsed_before = st.elapsed_s;
+    let steps_at_start = st.global_step;
+    let mut last_train_loss = f64::NAN;
+    let mut stopped_early = false;
+    let stop = opts.stop.clone();
+    let stop_at = opts.stop_at_step;
+    let stop_requested = |step: u64| {
+        stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+            || stop_at.is_some_and(|n| step >= n)
+    };
+
+    while st.epochs_done < settings.train.epochs {
+        let epoch = st.epochs_done + 1;
+        let shuffle = (settings.train.shuffle && d.recipe == Recipe::Ngram)
+            .then(|| step_seed(seed, epoch as u64));
+        let progress = Progress::new(
+            opts.progress,
+            epoch,
+            settings.train.epochs,
+            per_epoch,
+            st.batches_done,
+        );
+        let mut window_loss = 0.0;
+        let mut window_correct = 0.0;
+        let mut window_tokens = 0u64;
+        let mut window_start = Instant::now();
+        let batches = prepared
+            .train
+            .batches(d.batch_size, width, shuffle)
+            .skip(st.batches_done)
+            .take(per_epoch - st.batches_done);
+        for batch in batches {
+            if stop_requested(st.global_step) {
+                progress.finish();
+                st.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+                let dir = Checkpoint::save_atomic(&run, &model, &optimizer, &st, carried.as_ref())?;
+                return Ok(TrainOutcome::Interrupted { checkpoint: dir });
+            }
+            device.seed(step_seed(seed, st.global_step));
+            let lr = schedule.lr(
+                &st.schedule,
+                epoch,
+                st.global_step as f64 / total_steps as f64,
+            );
+            let tokens = batch.targets.len() as u64;
+            let (loss, correct, next_state, grads) =
+                forward_backward(&model, &batch, d.recipe, carried.take(), pad, &device);
+            if !loss.is_finite() {
+                progress.finish();
+                let checkpoint =
+                    Checkpoint::latest(&run)?.unwrap_or_else(|| run.root().to_path_buf());
+                return Err(TrainError::NonFiniteLoss {
+                    value: loss,
+                    epoch,
+                    batch: st.batches_done + 1,
+                    checkpoint,
+                });
+            }
+            let mut grads = GradientsParams::from_grads(grads, &model);
+            if let Some(max) = settings.optim.clip {
+                clip_global_norm(&model, &mut grads, max);
+            }
+            model = optimizer.step(lr, model, grads);
+            carried = next_state.map(RecurrentState::detach);
+            st.global_step += 1;
+            st.batches_done += 1;
+            st.epoch_loss_sum += loss * tokens as f64;
+            st.epoch_tokens += tokens;
+            window_loss += loss * tokens as f64;
+            window_correct += correct;
+            window_tokens += tokens;
+            progress
+                .batch_done(|| format!("loss {:.3}", window_loss / window_tokens.max(1) as f64));
+            if st.batches_done % settings.train.log_interval == 0 || st.batches_done == per_epoch {
+                let secs = window_start.elapsed().as_secs_f64().max(1e-9);
+                let elapsed = elapsed_before + started.elapsed().as_secs_f64();
+                let done_here = (st.global_step - steps_at_start).max(1) as f64;
+                let eta = started.elapsed().as_secs_f64() / done_here
+                    * (total_steps.saturating_sub(st.global_step)) as f64;
+                let l = window_loss / window_tokens.max(1) as f64;
+                let event = MetricEvent::Train {
+                    epoch,
+                    batch: st.batches_done,
+                    step: st.global_step,
+                    loss: l,
+                    ppl: l.exp(),
+                    accuracy: window_correct / window_tokens.max(1) as f64,
+                    lr,
+                    tok_per_s: window_tokens as f64 / secs,
+                    elapsed_s: elapsed,
+                    eta_s: eta,
+                };
+                metrics.write(&event)?;
+                progress.log(&format!(
+                    "epoch {epoch} batch {}/{per_epoch} | loss {l:.4} | ppl {:.2} | lr {lr:.4e} | {:.0} tok/s | eta {}",
+                    st.batches_done,
+                    l.exp(),
+                    window_tokens as f64 / secs,
+                    format_secs(eta)
+                ));
+                window_loss = 0.0;
+                window_correct = 0.0;
+                window_tokens = 0;
+                window_start = Instant::now();
+            }
+        }
+        progress.finish();
+
+        // End of epoch: validate, keep the best model, checkpoint.
+        let train_loss = st.epoch_loss_sum / st.epoch_tokens.max(1) as f64;
+        last_train_loss = train_loss;
+        let valid = match &prepared.valid {
+            Some(split) => Some(evaluate(
+                &model.valid(),
+                split,
+                d,
+                width,
+                pad,
+                &inference_device,
+            )?),
+            None => None,
+        };
+        schedule.end_epoch(&mut st.schedule, valid.as_ref().map(|v| v.loss));
+        let improved = match (&valid, st.best_valid_loss) {
+            (Some(v), Some(best)) => v.loss < best,
+            (Some(_), None) => true,
+            (None, _) => true,
+        };
+        if improved {
+            if let Some(v) = &valid {
+                st.best_valid_loss = Some(v.loss);
+            }
+            st.epochs_without_improvement = 0;
+            crate::atomic::write_atomic(&run.model_path(), &model_bytes(&model)?)?;
+        } else {
+            st.epochs_without_improvement += 1;
+        }
+        st.epochs_done += 1;
+        st.batches_done = 0;
+        st.epoch_loss_sum = 0.0;
+        st.epoch_tokens = 0;
+        carried = None;
+        st.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+        let lr_now = schedule.lr(
+            &st.schedule,
+            epoch + 1,
+            st.global_step as f64 / total_steps as f64,
+        );
+        metrics.write(&MetricEvent::Epoch {
+            epoch,
+            step: st.global_step,
+            train_loss,
+            valid_loss: valid.as_ref().map(|v| v.loss),
+            valid_ppl: valid.as_ref().map(|v| v.ppl),
+            valid_accuracy: valid.as_ref().map(|v| v.accuracy),
+            lr: lr_now,
+            elapsed_s: st.elapsed_s,
+            best: improved,
+        })?;
+        if opts.progress != ProgressMode::Quiet {
+            let v = valid
+                .as_ref()
+                .map(|v| {
+                    format!(
+                        " | valid loss {:.4} ppl {:.2} acc {:.3}",
+                        v.loss, v.ppl, v.accuracy
+                    )
+                })
+                .unwrap_or_default();
+            eprintln!(
+                "epoch {epoch}/{} done | train loss {train_loss:.4}{v} | {}{}",
+                settings.train.epochs,
+                format_secs(st.elapsed_s),
+                if improved && valid.is_some() {
+                    " | best"
+                } else {
+                    ""
+                }
+            );
+        }
+        Checkpoint::save_atomic(&run, &model, &optimizer, &st, None)?;
+        if let Some(patience) = settings.train.early_stopping
+            && valid.is_some()
+            && st.epochs_without_improvement >= patience
+            && st.epochs_done < settings.train.epochs
+        {
+            stopped_early = true;
+            if opts.progress != ProgressMode::Quiet {
+                eprintln!("early stopping: validation loss has not improved for {patience} epochs");
+            }
+            break;
+        }
+    }
+
+    // Final figures with the best model.
+    let best = run.load_model(&config, &inference_device)?;
+    let best_valid = match &prepared.valid {
+        Some(split) => Some(evaluate(&best, split, d, width, pad, &inference_device)?),
+        None => None,
+    };
+    let test = match &prepared.test {
+        Some(split) => {
+            let t = evaluate(&best, split, d, width, pad, &inference_device)?;
+            metrics.write(&MetricEvent::Test {
+                step: st.global_step,
+                loss: t.loss,
+                ppl: t.ppl,
+                accuracy: t.accuracy,
+                tokens: t.tokens,
+            })?;
+            Some(t)
+        }
+        None => None,
+    };
+    Ok(TrainOutcome::Finished(TrainSummary {
+        epochs: st.epochs_done,
+        best_valid,
+        test,
+        last_train_loss,
+        elapsed_s: st.elapsed_s,
+        stopped_early,
+    }))
+}
+
+fn capped(n: usize, max: usize) -> usize {
+    if max == 0 { n } else { n.min(max) }
+}
+
+fn format_secs(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Forward, loss and backward for one batch. Returns the loss value, the number of correct
+/// predictions, the state to carry (stream recipe) and the gradients.
+fn forward_backward(
+    model: &LanguageModel,
+    batch: &Batch,
+    recipe: Recipe,
+    state: Option<RecurrentState>,
+    pad: Option<u32>,
+    device: &Device,
+) -> (f64, f64, Option<RecurrentState>, burn::tensor::Gradients) {
+    let ids = data::ids_tensor(&batch.inputs, batch.batch, batch.width, device);
+    let targets = data::targets_tensor(&batch.targets, device);
+    let (logits, next) = match recipe {
+        Recipe::Ngram => {
+            let positions = data::targets_tensor(&batch.positions, device);
+            let (logits, _) = model.forward_at(ids, positions, None);
+            (logits, None)
+        }
+        Recipe::Stream => {
+            let (logits, s) = model.forward(ids, state);
+            let [b, t, v] = logits.dims();
+            (logits.reshape([b * t, v]), Some(s))
+        }
+    };
+    let loss = cross_entropy(logits.clone(), targets.clone(), pad);
+    let correct = correct_count(logits.detach(), targets, pad);
+    let figures = Tensor::cat(vec![loss.clone().detach(), correct], 0)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_else(|_| vec![f32::NAN, 0.0]);
+    let grads = loss.backward();
+    (figures[0] as f64, figures[1] as f64, next, grads)
+}

@@ -1,0 +1,325 @@
+//! End-to-end tests of `lstm-lm train`, `generate`, `eval`, `score` and `info` through the real
+//! binary, each in a fresh temporary folder.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn lstm_lm(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the lstm-lm binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Fails with a one-line `error:` message containing `needle`.
+fn assert_clean_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(
+        !o.status.success(),
+        "expected failure, stdout: {}",
+        stdout(o)
+    );
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(err.starts_with("error: "), "stderr: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "stderr is not one line: {err}"
+    );
+    assert!(!err.contains("panicked"), "stderr: {err}");
+    assert!(err.contains(needle), "{needle:?} not in: {err}");
+}
+
+const CORPUS: &str = "the keeper climbed the tower at dusk\n\
+the lamp burned over the cold sea\n\
+the keeper trimmed the wick at dawn\n\
+ships passed the rocks in the dark\n\
+the gulls slept on the cold rocks\n";
+
+/// A tiny trained run shared by the tests that only read it.
+fn trained_run(dir: &Path) -> PathBuf {
+    std::fs::write(dir.join("corpus.txt"), CORPUS).unwrap();
+    let o = lstm_lm(
+        &[
+            "train",
+            "--preset",
+            "seed",
+            "--data",
+            "corpus.txt",
+            "--valid",
+            "corpus.txt",
+            "--out",
+            "run",
+            "--epochs",
+            "2",
+            "--hidden-size",
+            "16",
+            "--embedding-size",
+            "8",
+            "--quiet",
+            "--sample-tokens",
+            "5",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("trained 2 epochs"), "{out}");
+    assert!(out.contains("sample: "), "{out}");
+    dir.join("run")
+}
+
+#[test]
+fn train_then_generate_score_eval_info() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let run = trained_run(dir);
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.bpk",
+        "metrics.jsonl",
+        "checkpoint.json",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let o = lstm_lm(
+        &[
+            "generate",
+            "--model",
+            "run",
+            "--prompt",
+            "the keeper",
+            "--max-tokens",
+            "5",
+            "--seed",
+            "3",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("the keeper"), "{text}");
+    assert!(text.split_whitespace().count() >= 3, "{text}");
+    // Same seed, same text.
+    let again = lstm_lm(
+        &[
+            "generate",
+            "--model",
+            "run",
+            "--prompt",
+            "the keeper",
+            "--max-tokens",
+            "5",
+            "--seed",
+            "3",
+        ],
+        dir,
+    );
+    assert_eq!(stdout(&again), text);
+
+    let o = lstm_lm(
+        &[
+            "score",
+            "--model",
+            "run",
+            "--json",
+            "the keeper climbed the tower",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let total = v["total_logprob"].as_f64().unwrap();
+    let sum: f64 = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["logprob"].as_f64().unwrap())
+        .sum();
+    assert!((total - sum).abs() < 1e-6 && total < 0.0);
+
+    let o = lstm_lm(
+        &["eval", "--model", "run", "--data", "corpus.txt", "--json"],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let loss = v["loss"].as_f64().unwrap();
+    assert!((v["ppl"].as_f64().unwrap() - loss.exp()).abs() < 1e-6 * loss.exp());
+    // Every prefix of every line predicts one token: five lines of 7 words -> 30 targets.
+    assert_eq!(v["tokens"].as_u64().unwrap(), 30);
+
+    let o = lstm_lm(&["info", "--model", "run"], dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("parameters"), "{}", stdout(&o));
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let run = trained_run(dir);
+
+    // Missing run folder.
+    assert_clean_error(
+        &lstm_lm(&["generate", "--model", "nowhere"], dir),
+        "nowhere",
+    );
+    // Corrupt config.
+    std::fs::create_dir(dir.join("broken")).unwrap();
+    std::fs::write(dir.join("broken/config.json"), "{ not json").unwrap();
+    assert_clean_error(&lstm_lm(&["info", "--model", "broken"], dir), "config.json");
+    // Corrupt weights.
+    let copy = dir.join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(run.join(f), copy.join(f)).unwrap();
+    }
+    std::fs::write(copy.join("model.bpk"), b"garbage").unwrap();
+    assert_clean_error(&lstm_lm(&["generate", "--model", "copy"], dir), "model.bpk");
+    // Tokenizer from another run: vocabulary mismatch.
+    std::fs::write(
+        dir.join("other.txt"),
+        "alpha beta gamma delta\nepsilon zeta eta theta iota\n",
+    )
+    .unwrap();
+    let o = lstm_lm(
+        &[
+            "tokenize",
+            "--kind",
+            "keras-word",
+            "--input",
+            "other.txt",
+            "--out",
+            "other.json",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::copy(run.join("model.bpk"), copy.join("model.bpk")).unwrap();
+    std::fs::copy(dir.join("other.json"), copy.join("tokenizer.json")).unwrap();
+    assert_clean_error(&lstm_lm(&["generate", "--model", "copy"], dir), "tokenizer");
+    // Unknown preset.
+    assert_clean_error(
+        &lstm_lm(
+            &[
+                "train",
+                "--preset",
+                "nope",
+                "--data",
+                "corpus.txt",
+                "--out",
+                "x",
+            ],
+            dir,
+        ),
+        "unknown preset 'nope'",
+    );
+    // Tying with different sizes.
+    assert_clean_error(
+        &lstm_lm(
+            &[
+                "train",
+                "--data",
+                "corpus.txt",
+                "--out",
+                "x",
+                "--tie-weights",
+                "--hidden-size",
+                "16",
+                "--embedding-size",
+                "8",
+            ],
+            dir,
+        ),
+        "tie_weights",
+    );
+    // top-p outside (0, 1].
+    assert_clean_error(
+        &lstm_lm(&["generate", "--model", "run", "--top-p", "1.5"], dir),
+        "--top-p",
+    );
+    // A prompt made only of unknown words.
+    assert_clean_error(
+        &lstm_lm(
+            &["generate", "--model", "run", "--prompt", "zebra quasar"],
+            dir,
+        ),
+        "prompt",
+    );
+    // Training into a folder that already holds a run.
+    assert_clean_error(
+        &lstm_lm(&["train", "--data", "corpus.txt", "--out", "run"], dir),
+        "already holds a run",
+    );
+    // A training file that does not exist.
+    assert_clean_error(
+        &lstm_lm(&["train", "--data", "missing.txt", "--out", "y"], dir),
+        "missing.txt",
+    );
+}
+
+#[test]
+fn interrupted_training_exits_130_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("corpus.txt"), CORPUS.repeat(20)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
+        .args([
+            "train",
+            "--preset",
+            "seed",
+            "--data",
+            "corpus.txt",
+            "--out",
+            "run",
+            "--epochs",
+            "400",
+            "--batch-size",
+            "4",
+            "--log-lines",
+            "--sample-tokens",
+            "0",
+        ])
+        .current_dir(dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first checkpoint exists, then interrupt as Ctrl-C would.
+    let pointer = dir.join("run/checkpoint.json");
+    let start = std::time::Instant::now();
+    while !pointer.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(pointer.exists(), "no checkpoint was written");
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    let o = lstm_lm(
+        &[
+            "train",
+            "--resume",
+            "run",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--sample-tokens",
+            "0",
+        ],
+        dir,
+    );
+    // The run already passed epoch 1: resuming to 1 epoch finishes at once.
+    assert!(o.status.success(), "{}", stderr(&o));
+}
