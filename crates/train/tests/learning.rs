@@ -185,8 +185,14 @@ fn resumed_run_repeats_the_uninterrupted_trajectory() {
     assert_eq!(a.len(), 2);
     assert_eq!(a, b, "trajectories differ");
     // The same values (the files differ in their parameter ids, which are per process).
-    let wa = LoadedRun::load(&whole, Device::flex()).unwrap().model.torch_state_dict();
-    let wb = LoadedRun::load(&parts, Device::flex()).unwrap().model.torch_state_dict();
+    let wa = LoadedRun::load(&whole, Device::flex())
+        .unwrap()
+        .model
+        .torch_state_dict();
+    let wb = LoadedRun::load(&parts, Device::flex())
+        .unwrap()
+        .model
+        .torch_state_dict();
     assert!(wa == wb, "final weights differ");
 }
 
