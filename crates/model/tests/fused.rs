@@ -271,6 +271,26 @@ fn flex_autodiff_matches_composed_wide() {
 }
 
 #[test]
+fn flex_gradient_checkpointing_matches_composed() {
+    // The fused node is compute bound: under checkpointing it keeps its output and buffers.
+    let device = Device::flex().autodiff().gradient_checkpointing();
+    let case = Case {
+        batch: 3,
+        time: 5,
+        input: 4,
+        hidden: 6,
+    };
+    compare(&device, case, ALL, false);
+    let case = Case {
+        batch: 2,
+        time: 3,
+        input: 4,
+        hidden: 5,
+    };
+    compare_gru(&device, case, true);
+}
+
+#[test]
 fn ndarray_autodiff_matches_composed() {
     let device = Device::ndarray().autodiff();
     let case = Case {
@@ -454,6 +474,13 @@ fn gru_flex_autodiff_matches_composed() {
         hidden: 67,
     };
     compare_gru(&device, case, false);
+    let case = Case {
+        batch: 2,
+        time: 1,
+        input: 3,
+        hidden: 4,
+    };
+    compare_gru(&device, case, true);
 }
 
 #[test]

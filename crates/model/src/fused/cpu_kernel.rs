@@ -1,4 +1,4 @@
-//! The fused LSTM on host buffers: plain `f32` slices in, plain `f32` vectors out.
+//! The fused LSTM and GRU on host buffers: plain `f32` slices in, plain `f32` vectors out.
 //!
 //! Nothing here knows about burn. Every buffer is row-major and contiguous:
 //!
@@ -17,6 +17,9 @@
 //! layout the input projection of every step is one GEMM over the contiguous `x`, and the
 //! recurrent GEMM of step `t` writes straight into the rows of step `t` (row stride
 //! `time·4·hidden`), so nothing is copied between the two.
+//!
+//! The GRU ([`gru_forward`], [`gru_backward`]) uses the same layouts with `3·hidden` gate rows and
+//! an unpacked `[batch, time, hidden]` output.
 
 use super::math;
 
@@ -147,9 +150,8 @@ pub fn lstm_forward(
         );
     }
 
-    // `W_hhᵀ` as a contiguous `[H, 4H]` matrix: gemm's AVX-512 kernels run the small per-step
-    // products about three times faster from it than from the transposed view of `W_hh`.
-    let w_hh_t = transposed(p.w_hh, g4, h);
+    // `W_hhᵀ` (`[H, 4H]`) for the per-step products; see [`RecurrentWeight`].
+    let w_hh_t = RecurrentWeight::new(p.w_hh, g4, h, t_n);
     let mut cells = vec![0.0f32; d.rows() * h];
     let mut packed = vec![0.0f32; d.packed_len()];
     let packed_rs = (t_n + 1) * h;
@@ -174,7 +176,7 @@ pub fn lstm_forward(
                 h,
                 Out::new(gates.as_mut_ptr().add(t * g4), (t_n * g4) as isize, 1),
                 In::new(h_prev, h_prev_rs, 1),
-                In::new(w_hh_t.as_ptr(), g4 as isize, 1),
+                w_hh_t.operand(),
                 true,
             );
         }
@@ -431,7 +433,7 @@ pub fn gru_forward(d: SeqDims, x: &[f32], h0: &[f32], p: LstmParams<'_>) -> GruF
             true,
         );
     }
-    let w_hh_t = transposed(p.w_hh, g3, h);
+    let w_hh_t = RecurrentWeight::new(p.w_hh, g3, h, t_n);
     let mut hn = vec![0.0f32; d.rows() * h];
     let mut output = vec![0.0f32; d.rows() * h];
     // The recurrent projection of one step, `[B, 3H]`, b_hh included.
@@ -457,7 +459,7 @@ pub fn gru_forward(d: SeqDims, x: &[f32], h0: &[f32], p: LstmParams<'_>) -> GruF
                 h,
                 Out::new(hp.as_mut_ptr(), g3 as isize, 1),
                 In::new(h_prev, h_prev_rs, 1),
-                In::new(w_hh_t.as_ptr(), g3 as isize, 1),
+                w_hh_t.operand(),
                 true,
             );
         }
@@ -651,6 +653,33 @@ fn previous_hidden(d: SeqDims, h0: &[f32], output: &[f32], out_rs: usize) -> Vec
         }
     }
     h_prev
+}
+
+/// `W_hhᵀ` as the right operand of the per-step products `h · W_hhᵀ`.
+///
+/// gemm's AVX-512 kernels run those small products about three times faster from a contiguous
+/// `[H, G]` copy than from the transposed view of the `[G, H]` weight, so sequences of more than
+/// one step pay for one copy; a single step (token-by-token generation) reads the view.
+enum RecurrentWeight<'a> {
+    View(&'a [f32], usize),
+    Copy(Vec<f32>, usize),
+}
+
+impl<'a> RecurrentWeight<'a> {
+    fn new(w_hh: &'a [f32], gates: usize, hidden: usize, steps: usize) -> Self {
+        if steps > 1 {
+            RecurrentWeight::Copy(transposed(w_hh, gates, hidden), gates)
+        } else {
+            RecurrentWeight::View(w_hh, hidden)
+        }
+    }
+
+    fn operand(&self) -> In {
+        match self {
+            RecurrentWeight::View(w, hidden) => In::new(w.as_ptr(), 1, *hidden as isize),
+            RecurrentWeight::Copy(w, gates) => In::new(w.as_ptr(), *gates as isize, 1),
+        }
+    }
 }
 
 /// `w` (`[rows, cols]`) transposed into a new contiguous `[cols, rows]` matrix.

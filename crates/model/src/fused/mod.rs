@@ -8,7 +8,7 @@
 //! - forward: one `[batch·time, input] × [input, 4·hidden]` GEMM for the input projection of all
 //!   steps, then per step one `[batch, hidden] × [hidden, 4·hidden]` GEMM written in place into
 //!   that step's pre-activations, and the gate arithmetic in one vectorised pass per `4·hidden`
-//!   row ([`cpu_kernel`], [`math`]);
+//!   row ([`cpu_kernel`]);
 //! - backward: backpropagation through time with one `[batch, 4·hidden] × [4·hidden, hidden]` GEMM
 //!   per step, then the weight gradients as two large GEMMs and the input gradient as a third.
 //!
