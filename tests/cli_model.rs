@@ -273,7 +273,7 @@ fn interrupted_training_exits_130_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::write(dir.join("corpus.txt"), CORPUS.repeat(20)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
+    let child = Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
         .args([
             "train",
             "--preset",
