@@ -7,6 +7,7 @@
 mod backend;
 mod config;
 mod error;
+pub mod fused;
 mod language_model;
 mod recurrent;
 mod state;

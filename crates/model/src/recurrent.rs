@@ -51,7 +51,40 @@ impl RecurrentLayer {
     /// # Shapes
     /// - input: `[batch, time, input]`
     /// - output: `[batch, time, hidden]`, the hidden vector after every step
+    ///
+    /// LSTM and GRU layers on the CPU backends run as one fused operation ([`crate::fused`]);
+    /// elsewhere, and for the plain RNN, as composed tensor operations.
     pub fn forward(&self, input: Tensor<3>, state: LayerState) -> (Tensor<3>, LayerState) {
+        if self.cell != CellKind::Rnn && crate::fused::applies(&input) {
+            return self.forward_fused(input, state);
+        }
+        self.forward_composed(input, state)
+    }
+
+    /// The fused path: the whole sequence as one backend operation with its own backward.
+    fn forward_fused(&self, input: Tensor<3>, state: LayerState) -> (Tensor<3>, LayerState) {
+        let (w_ih, w_hh) = (self.weight_ih.val(), self.weight_hh.val());
+        let (b_ih, b_hh) = (self.bias_ih.val(), self.bias_hh.val());
+        match self.cell {
+            CellKind::Lstm => {
+                let (output, hidden, cell) =
+                    crate::fused::lstm(input, state.hidden, state.cell, w_ih, w_hh, b_ih, b_hh);
+                let state = LayerState {
+                    hidden,
+                    cell: Some(cell),
+                };
+                (output, state)
+            }
+            _ => {
+                let (output, hidden) =
+                    crate::fused::gru(input, state.hidden, w_ih, w_hh, b_ih, b_hh);
+                (output, LayerState { hidden, cell: None })
+            }
+        }
+    }
+
+    /// The composed path: tensor operations step by step (every backend).
+    pub fn forward_composed(&self, input: Tensor<3>, state: LayerState) -> (Tensor<3>, LayerState) {
         let [batch, time, width] = input.dims();
         let gh = self.cell.gates() * self.hidden_size;
         let projected = input

@@ -2,20 +2,17 @@
 //! the gradients of every input, initial state and parameter must agree to 1e-4; the host kernel's
 //! gradients must agree with central finite differences.
 //!
-//! The module is compiled into this test directly, so the test does not depend on how (or
-//! whether) `RecurrentLayer::forward` dispatches to it.
+//! The reference is written here with tensor operations, so it does not depend on how
+//! `RecurrentLayer::forward` dispatches.
 // NdArray is deprecated upstream but still a selectable backend of this crate.
 #![allow(deprecated)]
-#[allow(dead_code, unreachable_pub)]
-#[path = "../src/fused/mod.rs"]
-mod fused;
-
-use fused::cpu_kernel::{
+use lstm_lm_model::burn::tensor::activation::{sigmoid, tanh};
+use lstm_lm_model::burn::tensor::{Device, Distribution, Tensor};
+use lstm_lm_model::fused;
+use lstm_lm_model::fused::cpu_kernel::{
     GruWanted, LstmParams, LstmWanted, SeqDims, gru_backward, gru_forward, lstm_backward,
     lstm_forward,
 };
-use lstm_lm_model::burn::tensor::activation::{sigmoid, tanh};
-use lstm_lm_model::burn::tensor::{Device, Distribution, Tensor};
 use lstm_lm_model::{CellKind, LayerState, RecurrentLayer};
 
 const TOLERANCE: f32 = 1e-4;
