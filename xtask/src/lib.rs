@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod bench;
 pub mod download;
 pub mod manifest;
 pub mod synth;

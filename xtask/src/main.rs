@@ -17,6 +17,11 @@ enum Command {
     Download(xtask::download::DownloadArgs),
     /// Write the synthetic corpus of known entropy (train/valid/test).
     Synth(xtask::synth::SynthArgs),
+    /// Time the seed, lm and gen configurations (optionally against PyTorch).
+    Bench(xtask::bench::BenchArgs),
+    /// One benchmark measurement in this process (used by `bench`).
+    #[command(hide = true)]
+    BenchOne(xtask::bench::BenchOneArgs),
 }
 
 fn main() -> ExitCode {
@@ -24,6 +29,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Download(args) => xtask::download::run(&args),
         Command::Synth(args) => xtask::synth::run(&args),
+        Command::Bench(args) => xtask::bench::run(&args),
+        Command::BenchOne(args) => xtask::bench::run_one(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,6 +20,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    lstm_lm_train::allocator::keep_freed_memory();
     let cli = Cli::parse();
     match commands::run(cli.command) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

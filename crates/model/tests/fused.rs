@@ -695,3 +695,120 @@ fn gru_host_kernel_gradients_match_finite_differences() {
         }
     }
 }
+
+/// The composed reference: `-log_softmax(logits).gather(targets)`, weighted mean over the rows
+/// whose target is not `ignore`.
+fn composed_cross_entropy(logits: Tensor<2>, targets: &[i64], ignore: Option<i64>) -> Tensor<1> {
+    use lstm_lm_model::burn::tensor::activation::log_softmax;
+    use lstm_lm_model::burn::tensor::{Int, TensorData};
+    let [n, _] = logits.dims();
+    let device = logits.device();
+    let t = Tensor::<2, Int>::from_data(TensorData::new(targets.to_vec(), [n, 1]), &device);
+    let nll = -log_softmax(logits, 1).gather(1, t).reshape([n]);
+    let keep: Vec<f32> = targets
+        .iter()
+        .map(|&t| if Some(t) == ignore { 0.0 } else { 1.0 })
+        .collect();
+    let count = keep.iter().sum::<f32>().max(1.0);
+    (nll * Tensor::<1>::from_data(TensorData::new(keep, [n]), &device)).sum() / count as f64
+}
+
+#[test]
+fn fused_cross_entropy_matches_log_softmax_in_value_gradient_and_accuracy() {
+    use lstm_lm_model::burn::tensor::{Int, TensorData};
+    let device = Device::flex().autodiff();
+    device.seed(11);
+    // 37 is not a multiple of the kernel's 16 lanes; 1003 exercises long rows.
+    for (n, vocab) in [(5usize, 37usize), (9, 1003)] {
+        let base = Tensor::<2>::random([n, vocab], Distribution::Normal(0.0, 3.0), &device);
+        let rows = values(base.clone().inner());
+        let arg_max = |r: usize| {
+            let row = &rows[r * vocab..(r + 1) * vocab];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            row.iter().position(|&v| v == max).unwrap() as i64
+        };
+        // Even rows predict their target, odd rows (almost surely) do not.
+        let targets: Vec<i64> = (0..n)
+            .map(|r| {
+                if r % 2 == 0 {
+                    arg_max(r)
+                } else {
+                    ((r * 7 + 3) % vocab) as i64
+                }
+            })
+            .collect();
+        for ignore in [None, Some(targets[1])] {
+            let a = base.clone().detach().require_grad();
+            let b = base.clone().detach().require_grad();
+            let t = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [n]), &device);
+            assert!(fused::cross_entropy_applies(&a));
+            let (loss, correct) = fused::cross_entropy(a.clone(), t, ignore.map(|p| p as u32));
+            let reference = composed_cross_entropy(b.clone(), &targets, ignore);
+            // An upstream factor other than 1 must scale the gradient.
+            let ga = (loss.clone() * 3.0).backward();
+            let gb = (reference.clone() * 3.0).backward();
+            assert_close(
+                "loss",
+                &values(loss.inner()),
+                &values(reference.inner()),
+                TOLERANCE,
+            );
+            assert_close(
+                "gradient",
+                &values(a.grad(&ga).unwrap()),
+                &values(b.grad(&gb).unwrap()),
+                TOLERANCE,
+            );
+            // Accuracy: rows whose arg-max is the target, ignored rows left out.
+            let want = (0..n)
+                .filter(|&r| Some(targets[r]) != ignore && targets[r] == arg_max(r))
+                .count() as f32;
+            assert!(want >= 2.0, "the case must have correct rows");
+            assert_eq!(values(correct.inner()), vec![want]);
+        }
+    }
+}
+
+/// The host inference path used for generation gives the tensor model's logits, step by step,
+/// for every cell kind and with tied weights.
+#[test]
+fn host_language_model_matches_the_tensor_model_step_by_step() {
+    use lstm_lm_model::LanguageModelConfig;
+    use lstm_lm_model::burn::tensor::{Int, TensorData};
+    use lstm_lm_model::fused::HostLanguageModel;
+    let device = Device::flex();
+    device.seed(5);
+    let vocab = 1100; // more than two row blocks of the parallel matrix-vector product
+    let ids: Vec<u32> = vec![3, 17, 1099, 0, 42, 42, 7];
+    for (cell, tied) in [
+        (CellKind::Lstm, false),
+        (CellKind::Gru, false),
+        (CellKind::Rnn, false),
+        (CellKind::Lstm, true),
+    ] {
+        let config = LanguageModelConfig::new(vocab)
+            .with_embedding_size(24)
+            .with_hidden_size(24)
+            .with_num_layers(2)
+            .with_cell(cell)
+            .with_tie_weights(tied);
+        let model = config.init(&device).unwrap();
+        let host = HostLanguageModel::new(&model);
+        let mut state = host.zero_state();
+        let input = Tensor::<2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&i| i as i64).collect(), [1, ids.len()]),
+            &device,
+        );
+        let (logits, _) = model.forward(input, None);
+        let want = values(logits);
+        for (t, &id) in ids.iter().enumerate() {
+            host.step(id, &mut state);
+            assert_close(
+                &format!("{cell:?} tied={tied} step {t}"),
+                state.logits(),
+                &want[t * vocab..(t + 1) * vocab],
+                TOLERANCE,
+            );
+        }
+    }
+}

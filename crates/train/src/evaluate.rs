@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::data::{self, Split};
-use crate::loss::{correct_count, cross_entropy};
+use crate::loss::cross_entropy_and_correct;
 use crate::settings::DataSettings;
 
 /// Figures of one evaluation.
@@ -58,8 +58,7 @@ pub fn evaluate(
             }
         };
         let n = batch.targets.len() as u64;
-        let loss = cross_entropy(logits.clone(), targets.clone(), pad);
-        let c = correct_count(logits, targets, pad);
+        let (loss, c) = cross_entropy_and_correct(logits, targets, pad);
         let figures = Tensor::cat(vec![loss, c], 0)
             .into_data()
             .convert::<f32>()

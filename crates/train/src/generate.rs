@@ -1,6 +1,7 @@
 //! Stateful generation and scoring: the prompt runs once, then every new token costs one step.
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor};
+use lstm_lm_model::fused::{self, HostLanguageModel, HostState};
 use lstm_lm_model::{LanguageModel, RecurrentState};
 use rand::Rng;
 
@@ -63,6 +64,9 @@ impl SamplingConfig {
                 .map(|(i, _)| i as u32)
                 .unwrap_or(0);
         }
+        if self.top_k.is_none() && self.top_p.is_none_or(|p| p >= 1.0) {
+            return sample_full(logits, banned, self.temperature, rng);
+        }
         let inv_t = 1.0 / self.temperature;
         let mut cand: Vec<(u32, f64)> = logits
             .iter()
@@ -113,39 +117,142 @@ impl SamplingConfig {
     }
 }
 
+thread_local! {
+    /// Per-thread buffer for the softmax weights of [`sample_full`], so sampling allocates once.
+    static WEIGHTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Sampling from the whole distribution at `temperature`: one vectorised pass for the weights,
+/// one scan for the draw, no allocation after the first call on a thread.
+fn sample_full<R: Rng + ?Sized>(
+    logits: &[f32],
+    banned: &[u32],
+    temperature: f64,
+    rng: &mut R,
+) -> u32 {
+    let max = logits
+        .iter()
+        .enumerate()
+        .filter(|&(i, v)| v.is_finite() && !banned.contains(&(i as u32)))
+        .map(|(_, &v)| v)
+        .fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return 0;
+    }
+    WEIGHTS.with_borrow_mut(|w| {
+        w.resize(logits.len(), 0.0);
+        let mut total = fused::exp_weights(logits, (1.0 / temperature) as f32, max, w);
+        for &b in banned {
+            if let Some(x) = w.get_mut(b as usize) {
+                total -= *x as f64;
+                *x = 0.0;
+            }
+        }
+        let mut r = rng.random::<f64>() * total;
+        let mut last = 0;
+        for (i, &x) in w.iter().enumerate() {
+            if x > 0.0 {
+                last = i;
+                r -= x as f64;
+                if r <= 0.0 {
+                    return i as u32;
+                }
+            }
+        }
+        last as u32
+    })
+}
+
 /// A model plus its carried state: feed ids, read the next-token distribution.
+///
+/// On the CPU backends the model runs on the host ([`HostLanguageModel`]: matrix-vector
+/// products into reused buffers, no tensor operations per token); elsewhere (wgpu) as tensor
+/// operations on the device.
 pub struct Generator {
-    model: LanguageModel,
-    device: Device,
-    state: Option<RecurrentState>,
-    logits: Option<Vec<f32>>,
+    engine: Engine,
+}
+
+enum Engine {
+    Host {
+        model: Box<HostLanguageModel>,
+        state: HostState,
+        fed: bool,
+    },
+    Device {
+        model: Box<LanguageModel>,
+        device: Device,
+        state: Option<RecurrentState>,
+        logits: Option<Vec<f32>>,
+    },
 }
 
 impl Generator {
     /// Wraps an inference model (no autodiff) on `device`.
     pub fn new(model: LanguageModel, device: Device) -> Self {
-        Generator {
-            model,
-            device,
-            state: None,
-            logits: None,
-        }
+        let engine = if fused::enabled() && fused::supports(&device) {
+            let host = HostLanguageModel::new(&model);
+            Engine::Host {
+                state: host.zero_state(),
+                model: Box::new(host),
+                fed: false,
+            }
+        } else {
+            Engine::Device {
+                model: Box::new(model),
+                device,
+                state: None,
+                logits: None,
+            }
+        };
+        Generator { engine }
     }
 
-    /// Runs `ids` through the model in one call, carrying the state.
+    /// Runs `ids` through the model, carrying the state.
     pub fn feed(&mut self, ids: &[u32]) {
         if ids.is_empty() {
             return;
         }
-        let input = data::ids_tensor(ids, 1, ids.len(), &self.device);
-        let (logits, state) = self.model.forward_last(input, self.state.take());
-        self.state = Some(state);
-        self.logits = logits.into_data().convert::<f32>().try_to_vec::<f32>().ok();
+        match &mut self.engine {
+            Engine::Host { model, state, fed } => {
+                for &id in ids {
+                    model.step(id, state);
+                }
+                *fed = true;
+            }
+            Engine::Device {
+                model,
+                device,
+                state,
+                logits,
+            } => {
+                let input = data::ids_tensor(ids, 1, ids.len(), device);
+                let (out, next) = model.forward_last(input, state.take());
+                *state = Some(next);
+                *logits = out.into_data().convert::<f32>().try_to_vec::<f32>().ok();
+            }
+        }
+    }
+
+    /// Forgets everything fed so far: the next [`feed`](Self::feed) starts from a zero state.
+    pub fn reset(&mut self) {
+        match &mut self.engine {
+            Engine::Host { model, state, fed } => {
+                *state = model.zero_state();
+                *fed = false;
+            }
+            Engine::Device { state, logits, .. } => {
+                *state = None;
+                *logits = None;
+            }
+        }
     }
 
     /// The next-token logits after everything fed so far (`None` before the first feed).
     pub fn logits(&self) -> Option<&[f32]> {
-        self.logits.as_deref()
+        match &self.engine {
+            Engine::Host { state, fed, .. } => fed.then(|| state.logits()),
+            Engine::Device { logits, .. } => logits.as_deref(),
+        }
     }
 }
 

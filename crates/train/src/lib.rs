@@ -6,6 +6,7 @@
 //! and [`Generator`] use a trained run.
 #![warn(missing_docs)]
 
+pub mod allocator;
 mod atomic;
 mod checkpoint;
 pub mod data;

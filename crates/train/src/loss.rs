@@ -5,11 +5,41 @@ use burn::tensor::{Int, Tensor};
 /// Mean cross-entropy of `logits` against sparse `targets`, ignoring positions whose target is
 /// `ignore` (padding).
 ///
+/// On the CPU backends this is one fused operation ([`lstm_lm_model::fused::cross_entropy`]);
+/// elsewhere [`cross_entropy_composed`].
+///
 /// # Shapes
 /// - logits: `[n, vocab]`
 /// - targets: `[n]`
 /// - output: `[1]`
 pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>, ignore: Option<u32>) -> Tensor<1> {
+    cross_entropy_and_correct(logits, targets, ignore).0
+}
+
+/// [`cross_entropy`] and [`correct_count`] together: on the CPU backends one pass over the
+/// logits computes both (and the gradient).
+///
+/// # Shapes
+/// - logits: `[n, vocab]`, targets: `[n]`
+/// - output: the loss `[1]` and the number of correct rows `[1]` (no gradient)
+pub fn cross_entropy_and_correct(
+    logits: Tensor<2>,
+    targets: Tensor<1, Int>,
+    ignore: Option<u32>,
+) -> (Tensor<1>, Tensor<1>) {
+    if lstm_lm_model::fused::cross_entropy_applies(&logits) {
+        return lstm_lm_model::fused::cross_entropy(logits, targets, ignore);
+    }
+    let correct = correct_count(logits.clone().detach(), targets.clone(), ignore);
+    (cross_entropy_composed(logits, targets, ignore), correct)
+}
+
+/// [`cross_entropy`] written with tensor operations (`log_softmax`, gather, mean): every backend.
+pub fn cross_entropy_composed(
+    logits: Tensor<2>,
+    targets: Tensor<1, Int>,
+    ignore: Option<u32>,
+) -> Tensor<1> {
     let [n, _] = logits.dims();
     let nll = -log_softmax(logits, 1)
         .gather(1, targets.clone().reshape([n, 1]))

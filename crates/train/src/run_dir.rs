@@ -145,7 +145,7 @@ impl RunDir {
 
     /// Writes the tokenizer atomically.
     pub fn save_tokenizer(&self, tokenizer: &TextTokenizer) -> Result<(), TrainError> {
-        Ok(tokenizer.save(&self.tokenizer_path())?)
+        Ok(tokenizer.save(self.tokenizer_path())?)
     }
 
     /// Loads the tokenizer and checks it against the model's vocabulary size.

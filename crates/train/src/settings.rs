@@ -414,7 +414,8 @@ impl TrainSettings {
             return bad("train.log_interval must be at least 1".into());
         }
         let s = &self.schedule;
-        if s.kind == ScheduleKind::Step && (s.step_size == 0 || !(s.gamma > 0.0)) {
+        if s.kind == ScheduleKind::Step && (s.step_size == 0 || s.gamma.is_nan() || s.gamma <= 0.0)
+        {
             return bad("schedule.step_size must be at least 1 and schedule.gamma positive".into());
         }
         if s.kind == ScheduleKind::Plateau && !(s.factor > 0.0 && s.factor < 1.0) {

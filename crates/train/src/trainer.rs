@@ -12,7 +12,7 @@ use lstm_lm_model::{BackendKind, LanguageModel, RecurrentState};
 use crate::checkpoint::{Checkpoint, TrainerState};
 use crate::data::{self, Batch};
 use crate::evaluate::{EvalResult, evaluate};
-use crate::loss::{correct_count, cross_entropy};
+use crate::loss::cross_entropy_and_correct;
 use crate::metrics::{MetricEvent, MetricsFile, Progress, ProgressMode};
 use crate::optim::{build_optimizer, clip_global_norm};
 use crate::run_dir::{DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir, model_bytes};
@@ -424,8 +424,7 @@ fn forward_backward(
             (logits.reshape([b * t, v]), Some(s))
         }
     };
-    let loss = cross_entropy(logits.clone(), targets.clone(), pad);
-    let correct = correct_count(logits.detach(), targets, pad);
+    let (loss, correct) = cross_entropy_and_correct(logits, targets, pad);
     let figures = Tensor::cat(vec![loss.clone().detach(), correct], 0)
         .into_data()
         .convert::<f32>()

@@ -298,15 +298,14 @@ fn print_sample(
     let mut prompt = prompt.to_string();
     if prompt.is_empty()
         && run.config.settings.data.recipe == lstm_lm_train::settings::Recipe::Ngram
+        && let Some(first) = run.config.data.train.first()
     {
-        if let Some(first) = run.config.data.train.first() {
-            let text = lstm_lm_train::data::read_file(first)?;
-            prompt = text
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-        }
+        let text = lstm_lm_train::data::read_file(first)?;
+        prompt = text
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
     }
     let sampling = SamplingConfig {
         temperature: 0.8,

@@ -168,8 +168,131 @@ fn gru_backward_row<M: MulAdd>(
     }
 }
 
+/// Log-softmax cross-entropy of one row of logits against `target`, and its gradient.
+///
+/// Writes `scale · (softmax(x) − onehot(target))` into `grad` (the gradient of `scale · loss`)
+/// and returns the loss `logsumexp(x) − x[target]` and the index of the (first) largest logit.
+#[inline(always)]
+fn xent_row<M: MulAdd>(x: &[f32], target: usize, scale: f32, grad: &mut [f32]) -> (f32, usize) {
+    const LANES: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let mut max = f32::NEG_INFINITY;
+    for &v in lanes.iter().chain(chunks.remainder()) {
+        max = if v > max { v } else { max };
+    }
+    let arg_max = x.iter().position(|&v| v == max).unwrap_or(0);
+    let mut sums = [0.0f32; LANES];
+    let mut g_chunks = grad.chunks_exact_mut(LANES);
+    let mut x_chunks = x.chunks_exact(LANES);
+    for (g, xs) in (&mut g_chunks).zip(&mut x_chunks) {
+        for ((g, &v), s) in g.iter_mut().zip(xs).zip(sums.iter_mut()) {
+            let e = exp::<M>(v - max);
+            *g = e;
+            *s += e;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for (g, &v) in g_chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(x_chunks.remainder())
+    {
+        let e = exp::<M>(v - max);
+        *g = e;
+        sum += e;
+    }
+    let k = scale / sum;
+    for g in grad.iter_mut() {
+        *g *= k;
+    }
+    grad[target] -= scale;
+    (max + sum.ln() - x[target], arg_max)
+}
+
 #[cfg(target_arch = "x86_64")]
-fn has_avx2_fma() -> bool {
+#[target_feature(enable = "avx2,fma")]
+fn xent_row_avx2(x: &[f32], target: usize, scale: f32, grad: &mut [f32]) -> (f32, usize) {
+    xent_row::<Fused>(x, target, scale, grad)
+}
+
+/// Cross-entropy of one row of logits: see the private `xent_row`. `grad` must be as long as
+/// `x` and `target < x.len()`.
+pub fn softmax_cross_entropy_row(
+    x: &[f32],
+    target: usize,
+    scale: f32,
+    grad: &mut [f32],
+) -> (f32, usize) {
+    assert!(grad.len() == x.len() && target < x.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        return unsafe { xent_row_avx2(x, target, scale, grad) };
+    }
+    xent_row::<Separate>(x, target, scale, grad)
+}
+
+#[inline(always)]
+fn exp_weights_impl<M: MulAdd>(x: &[f32], scale: f32, shift: f32, out: &mut [f32]) -> f64 {
+    const LANES: usize = 16;
+    let mut sums = [0.0f32; LANES];
+    let mut o_chunks = out.chunks_exact_mut(LANES);
+    let mut x_chunks = x.chunks_exact(LANES);
+    for (o, xs) in (&mut o_chunks).zip(&mut x_chunks) {
+        for ((o, &v), s) in o.iter_mut().zip(xs).zip(sums.iter_mut()) {
+            // `v > -inf` is false for NaN and -inf: such entries get weight 0.
+            let e = if v > f32::NEG_INFINITY {
+                exp::<M>((v - shift) * scale)
+            } else {
+                0.0
+            };
+            *o = e;
+            *s += e;
+        }
+    }
+    let mut sum: f64 = sums.iter().map(|&s| s as f64).sum();
+    for (o, &v) in o_chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(x_chunks.remainder())
+    {
+        let e = if v > f32::NEG_INFINITY {
+            exp::<M>((v - shift) * scale)
+        } else {
+            0.0
+        };
+        *o = e;
+        sum += e as f64;
+    }
+    sum
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn exp_weights_avx2(x: &[f32], scale: f32, shift: f32, out: &mut [f32]) -> f64 {
+    exp_weights_impl::<Fused>(x, scale, shift, out)
+}
+
+/// Writes `exp((x − shift)·scale)` into `out` (0 for NaN and −∞) and returns the sum: the
+/// unnormalised softmax at temperature `1/scale` when `shift` is the maximum.
+pub fn exp_weights(x: &[f32], scale: f32, shift: f32, out: &mut [f32]) -> f64 {
+    assert_eq!(x.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        return unsafe { exp_weights_avx2(x, scale, shift, out) };
+    }
+    exp_weights_impl::<Separate>(x, scale, shift, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 

@@ -22,14 +22,19 @@
 //! [`set_enabled(false)`](set_enabled) turns it off (for comparisons and benchmarks).
 
 pub mod cpu_kernel;
+mod host_lm;
+pub mod loss_op;
 mod math;
 pub mod op;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use burn::backend::{Dispatch, DispatchDevice};
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Device, Int, Tensor};
 
+pub use host_lm::{HostLanguageModel, HostState};
+use loss_op::FusedLossBackend;
+pub use math::exp_weights;
 use op::FusedLstmBackend;
 
 /// 0: not decided yet (read `LSTM_LM_FUSED` on first use), 1: on, 2: off.
@@ -155,4 +160,38 @@ pub fn gru(
         .narrow(1, time - 1, 1)
         .reshape([batch, width]);
     (output, last_hidden)
+}
+
+/// Whether [`cross_entropy`] should run for these logits: the fused path is [`enabled`] and the
+/// logits are `f32` on a [supported](supports) device.
+pub fn cross_entropy_applies(logits: &Tensor<2>) -> bool {
+    logits.dtype() == DType::F32 && enabled() && supports(&logits.device())
+}
+
+/// Mean softmax cross-entropy of `logits` against sparse `targets` as one operation, rows whose
+/// target is `ignore` left out; also returns how many counted rows have their target as arg-max.
+///
+/// Same value and gradient as `-log_softmax(logits).gather(targets).mean()` over the counted
+/// rows. Call it only where [`cross_entropy_applies`] is true.
+///
+/// # Shapes
+/// - logits: `[n, vocab]`, targets: `[n]`
+/// - returns the loss `[1]` and the correct count `[1]` (no gradient)
+pub fn cross_entropy(
+    logits: Tensor<2>,
+    targets: Tensor<1, Int>,
+    ignore: Option<u32>,
+) -> (Tensor<1>, Tensor<1>) {
+    let weights = match ignore {
+        Some(pad) => targets.clone().not_equal_elem(pad as i64).float(),
+        None => Tensor::ones(targets.dims(), &targets.device()),
+    };
+    let packed = Tensor::<1>::from_dispatch(<Dispatch as FusedLossBackend>::fused_cross_entropy(
+        logits.into_dispatch(),
+        targets.float().into_dispatch(),
+        weights.into_dispatch(),
+    ));
+    let loss = packed.clone().narrow(0, 0, 1);
+    let correct = packed.narrow(0, 1, 1).detach();
+    (loss, correct)
 }

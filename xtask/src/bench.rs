@@ -1,0 +1,529 @@
+//! `cargo xtask bench`: the three CPU configurations of `../shared/bench/torch_lstm_bench.py`
+//! (same shapes, optimizers and work per iteration), timed through the library code that
+//! `lstm-lm train` and `lstm-lm generate` run, optionally alternating with the PyTorch script.
+//!
+//! Every measurement runs in a child process (this binary with the hidden `bench-one`
+//! subcommand), so peak memory is per configuration and measured the same way for both
+//! programs: the child's maximum resident set size as the kernel reports it to `wait4`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use lstm_lm_model::burn::optim::GradientsParams;
+use lstm_lm_model::burn::tensor::{Device, Int, Tensor, TensorData};
+use lstm_lm_model::{BackendKind, CellKind, LanguageModelConfig, device_for};
+use lstm_lm_train::loss::cross_entropy;
+use lstm_lm_train::optim::{build_optimizer, clip_global_norm};
+use lstm_lm_train::settings::{OptimSettings, OptimizerKind};
+use lstm_lm_train::{Generator, SamplingConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const VOCAB: usize = 10_000;
+
+/// A benchmark configuration (see `../shared/bench/README.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchConfig {
+    /// Embedding(10000,100) → LSTM 128 → Linear on the last step; T=20, batch 128, RMSprop.
+    Seed,
+    /// Embedding(10000,256) → 2×LSTM 256 → Linear on every step; T=35, batch 32, Adam, clip 0.25.
+    Lm,
+    /// The `lm` model, batch 1: a 20-token prompt, then 200 sampled tokens.
+    Gen,
+    /// All three.
+    All,
+}
+
+impl BenchConfig {
+    fn name(self) -> &'static str {
+        match self {
+            BenchConfig::Seed => "seed",
+            BenchConfig::Lm => "lm",
+            BenchConfig::Gen => "gen",
+            BenchConfig::All => "all",
+        }
+    }
+
+    fn expand(list: &[BenchConfig]) -> Vec<BenchConfig> {
+        let mut out = Vec::new();
+        for &c in list {
+            let add: &[BenchConfig] = if c == BenchConfig::All {
+                &[BenchConfig::Seed, BenchConfig::Lm, BenchConfig::Gen]
+            } else {
+                std::slice::from_ref(&c)
+            };
+            for &a in add {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `cargo xtask bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Configurations to time.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    pub config: Vec<BenchConfig>,
+    /// Backends to time (ndarray, flex, wgpu).
+    #[arg(long, value_delimiter = ',', default_value = "flex")]
+    pub backend: Vec<String>,
+    /// Timed iterations per measurement (the median is reported).
+    #[arg(long, default_value_t = 8)]
+    pub iters: usize,
+    /// Untimed warm-up iterations.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// CPU threads, for both programs (PyTorch's `--threads`).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Also run the PyTorch script with this Python, alternating with ours, and print ratios.
+    #[arg(long, value_name = "PYTHON")]
+    pub vs_torch: Option<PathBuf>,
+    /// The PyTorch script (default: ../shared/bench/torch_lstm_bench.py beside the project).
+    #[arg(long, value_name = "FILE")]
+    pub torch_script: Option<PathBuf>,
+    /// Alternating rounds (lstm-lm, torch, lstm-lm, torch, ...); ratios are reported per round.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// Run the recurrent layers as composed tensor operations instead of the fused kernel.
+    #[arg(long)]
+    pub composed: bool,
+}
+
+/// `cargo xtask bench-one` (hidden): one configuration on one backend, in this process.
+#[derive(Debug, Args)]
+pub struct BenchOneArgs {
+    /// Configuration.
+    #[arg(long, value_enum)]
+    pub config: BenchConfig,
+    /// Backend.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+    /// Timed iterations.
+    #[arg(long, default_value_t = 8)]
+    pub iters: usize,
+    /// Warm-up iterations.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// CPU threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Composed recurrent layers instead of the fused kernel.
+    #[arg(long)]
+    pub composed: bool,
+}
+
+/// One measured line of either program.
+#[derive(Debug, Clone)]
+struct Measured {
+    value: f64,
+    peak_rss_mb: f64,
+    line: String,
+}
+
+/// One (configuration, backend) pair and its per-round (lstm-lm, torch) figures.
+type Row = (String, String, Vec<(Measured, Option<Measured>)>);
+
+/// Runs the benchmark as `cargo xtask bench` asks.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let configs = BenchConfig::expand(&args.config);
+    let torch = match &args.vs_torch {
+        Some(python) => {
+            let script = args.torch_script.clone().unwrap_or_else(|| {
+                crate::project_root().join("../shared/bench/torch_lstm_bench.py")
+            });
+            if !script.is_file() {
+                bail!(
+                    "the PyTorch script {} does not exist: pass --torch-script FILE",
+                    script.display()
+                );
+            }
+            if args.iters < 5 {
+                bail!("--iters must be at least 5 with --vs-torch (the PyTorch script's minimum)");
+            }
+            Some((python.clone(), script))
+        }
+        None => None,
+    };
+    let exe = std::env::current_exe().context("cannot find the xtask executable")?;
+    println!(
+        "# lstm-lm bench: iters={} warmup={} threads={} rounds={}{}",
+        args.iters,
+        args.warmup,
+        args.threads,
+        args.rounds,
+        if args.composed { " composed" } else { "" }
+    );
+    let mut table: Vec<Row> = Vec::new();
+    for round in 0..args.rounds {
+        for &config in &configs {
+            for backend in &args.backend {
+                let mut cmd = Command::new(&exe);
+                cmd.arg("bench-one")
+                    .args(["--config", config.name(), "--backend", backend])
+                    .args(["--iters", &args.iters.to_string()])
+                    .args(["--warmup", &args.warmup.to_string()])
+                    .args(["--threads", &args.threads.to_string()]);
+                if args.composed {
+                    cmd.arg("--composed");
+                }
+                let ours = measure(cmd, "lstm-lm")?;
+                println!("{}", ours.line);
+                let theirs = match &torch {
+                    Some((python, script)) => {
+                        let mut cmd = Command::new(python);
+                        cmd.arg(script)
+                            .args(["--config", config.name()])
+                            .args(["--iters", &args.iters.to_string()])
+                            .args(["--warmup", &args.warmup.to_string()])
+                            .args(["--threads", &args.threads.to_string()]);
+                        let t = measure(cmd, "torch")?;
+                        println!("{}", t.line);
+                        Some(t)
+                    }
+                    None => None,
+                };
+                let key = (config.name().to_string(), backend.clone());
+                match table
+                    .iter_mut()
+                    .find(|(c, b, _)| (c, b) == (&key.0, &key.1))
+                {
+                    Some(row) => row.2.push((ours, theirs)),
+                    None => table.push((key.0, key.1, vec![(ours, theirs)])),
+                }
+            }
+        }
+        if args.rounds > 1 {
+            println!("# round {} of {} done", round + 1, args.rounds);
+        }
+    }
+    if torch.is_some() {
+        println!(
+            "# ratios lstm-lm / torch (throughput: higher is better; memory: lower is better)"
+        );
+        for (config, backend, rounds) in &table {
+            let speed: Vec<f64> = rounds
+                .iter()
+                .filter_map(|(o, t)| t.as_ref().map(|t| o.value / t.value))
+                .collect();
+            let memory: Vec<f64> = rounds
+                .iter()
+                .filter_map(|(o, t)| t.as_ref().map(|t| o.peak_rss_mb / t.peak_rss_mb))
+                .collect();
+            let list = |v: &[f64]| {
+                v.iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            println!(
+                "ratio {config} backend={backend} speed={:.2} (rounds: {}) peak_rss={:.2} (rounds: {})",
+                median(&speed),
+                list(&speed),
+                median(&memory),
+                list(&memory)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs `cmd`, takes the line that starts with `prefix`, and adds the child's peak RSS.
+fn measure(mut cmd: Command, prefix: &str) -> Result<Measured> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {shown}"))?;
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout
+            .read_to_string(&mut out)
+            .with_context(|| format!("cannot read the output of {shown}"))?;
+    }
+    let (status, peak_kb) = wait_with_peak_rss(child.id())?;
+    if status != 0 {
+        bail!("{shown} failed (exit status {status}); its output:\n{out}");
+    }
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .with_context(|| format!("{shown} printed no `{prefix} …` line; its output:\n{out}"))?;
+    let field = |name: &str| -> Option<f64> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+    };
+    let value = field("seq_per_s")
+        .or_else(|| field("tok_per_s"))
+        .with_context(|| format!("no throughput figure in `{line}`"))?;
+    let peak_rss_mb = peak_kb as f64 / 1024.0;
+    Ok(Measured {
+        value,
+        peak_rss_mb,
+        line: format!("{line} peak_rss_mb={peak_rss_mb:.0}"),
+    })
+}
+
+/// Waits for the child `pid` and returns its exit status and peak resident set size in KiB.
+fn wait_with_peak_rss(pid: u32) -> Result<(i32, i64)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `rusage` is plain data that `wait4` fills; `status` is a valid out-pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    if r < 0 {
+        bail!(
+            "waiting for process {pid} failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    Ok((code, usage.ru_maxrss))
+}
+
+/// Process CPU time (user + system, all threads) in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: `getrusage` fills the plain-data struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+/// Times `step`: `warmup` untimed calls, then `iters` timed ones. Returns wall and CPU
+/// milliseconds per timed call.
+fn time_iters(warmup: usize, iters: usize, mut step: impl FnMut()) -> (Vec<f64>, Vec<f64>) {
+    for _ in 0..warmup {
+        step();
+    }
+    let mut wall = Vec::with_capacity(iters);
+    let mut cpu = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let c0 = cpu_seconds();
+        let t0 = Instant::now();
+        step();
+        wall.push(t0.elapsed().as_secs_f64() * 1e3);
+        cpu.push((cpu_seconds() - c0) * 1e3);
+    }
+    (wall, cpu)
+}
+
+fn backend_kind(name: &str) -> Result<BackendKind> {
+    match name {
+        "flex" => Ok(BackendKind::Flex),
+        "ndarray" => Ok(BackendKind::Ndarray),
+        "wgpu" => Ok(BackendKind::Wgpu),
+        other => bail!("unknown backend `{other}`: use flex, ndarray or wgpu"),
+    }
+}
+
+fn ids(values: Vec<u32>, shape: [usize; 2], device: &Device) -> Tensor<2, Int> {
+    let v: Vec<i64> = values.into_iter().map(i64::from).collect();
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+fn ids1(values: Vec<u32>, device: &Device) -> Tensor<1, Int> {
+    let n = values.len();
+    let v: Vec<i64> = values.into_iter().map(i64::from).collect();
+    Tensor::from_data(TensorData::new(v, [n]), device)
+}
+
+/// Runs one configuration in this process and prints one line in the PyTorch script's format.
+pub fn run_one(args: &BenchOneArgs) -> Result<()> {
+    lstm_lm_train::allocator::keep_freed_memory();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build_global()
+        .context("cannot set up the thread pool")?;
+    lstm_lm_model::fused::set_enabled(!args.composed);
+    let device = device_for(backend_kind(&args.backend)?, 0)?;
+    device.seed(0);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let (unit, work, (wall, cpu)) = match args.config {
+        BenchConfig::Seed => ("seq_per_s", 128usize, bench_seed(args, &device, &mut rng)?),
+        BenchConfig::Lm => ("tok_per_s", 32 * 35, bench_lm(args, &device, &mut rng)?),
+        BenchConfig::Gen => ("tok_per_s", 200, bench_gen(args, &device, &mut rng)?),
+        BenchConfig::All => bail!("bench-one takes a single configuration"),
+    };
+    let med = median(&wall);
+    let min = wall.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = wall.iter().copied().fold(0.0, f64::max);
+    println!(
+        "lstm-lm {} {unit}={:.1} median_ms={med:.3} min_ms={min:.3} max_ms={max:.3} cpu_ms={:.3} iters={} threads={} backend={}{}",
+        args.config.name(),
+        work as f64 / (med / 1e3),
+        median(&cpu),
+        wall.len(),
+        args.threads,
+        args.backend,
+        if args.composed { " composed" } else { "" }
+    );
+    Ok(())
+}
+
+/// Keras-article shape: padded prefixes (left-aligned as the trainer feeds them), the loss on
+/// each row's last real token, RMSprop with Keras' constants.
+fn bench_seed(
+    args: &BenchOneArgs,
+    device: &Device,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (batch, time) = (128, 20);
+    let train = device.clone().autodiff();
+    let mut model = Some(
+        LanguageModelConfig::new(VOCAB)
+            .with_embedding_size(100)
+            .with_hidden_size(128)
+            .with_num_layers(1)
+            .with_cell(CellKind::Lstm)
+            .init(&train)?,
+    );
+    let mut optimizer = build_optimizer(&OptimSettings {
+        optimizer: OptimizerKind::Rmsprop,
+        lr: 1e-3,
+        alpha: 0.9,
+        epsilon: 1e-7,
+        ..OptimSettings::default()
+    });
+    let pool: Vec<_> = (0..8)
+        .map(|_| {
+            let mut inputs = vec![0u32; batch * time];
+            let mut positions = Vec::with_capacity(batch);
+            for row in 0..batch {
+                let len = rng.random_range(1..=time);
+                for t in 0..len {
+                    inputs[row * time + t] = rng.random_range(1..VOCAB as u32);
+                }
+                positions.push(len as u32 - 1);
+            }
+            let targets: Vec<u32> = (0..batch)
+                .map(|_| rng.random_range(1..VOCAB as u32))
+                .collect();
+            (
+                ids(inputs, [batch, time], &train),
+                ids1(positions, &train),
+                ids1(targets, &train),
+            )
+        })
+        .collect();
+    let mut it = 0;
+    Ok(time_iters(args.warmup, args.iters, || {
+        let (x, positions, y) = &pool[it % pool.len()];
+        it += 1;
+        let m = model.take().expect("model is put back after every step");
+        let (logits, _) = m.forward_at(x.clone(), positions.clone(), None);
+        let loss = cross_entropy(logits, y.clone(), None);
+        let grads = GradientsParams::from_grads(loss.clone().backward(), &m);
+        model = Some(optimizer.step(1e-3, m, grads));
+        // Reading the loss (as the trainer does) also waits for asynchronous backends.
+        let _: f32 = loss.into_scalar();
+    }))
+}
+
+/// word_language_model shape: truncated BPTT over column streams, state carried and detached,
+/// the loss on every position, global-norm clipping 0.25, Adam.
+fn bench_lm(
+    args: &BenchOneArgs,
+    device: &Device,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (batch, time, windows) = (32, 35, 16);
+    let train = device.clone().autodiff();
+    let mut model = Some(lm_config().init(&train)?);
+    let mut optimizer = build_optimizer(&OptimSettings {
+        optimizer: OptimizerKind::Adam,
+        lr: 1e-3,
+        clip: Some(0.25),
+        ..OptimSettings::default()
+    });
+    // `streams[b]` is column b of the batchified corpus, as the trainer's TBPTT windows read it.
+    let streams: Vec<Vec<u32>> = (0..batch)
+        .map(|_| {
+            (0..windows * time + 1)
+                .map(|_| rng.random_range(0..VOCAB as u32))
+                .collect()
+        })
+        .collect();
+    let window = |k: usize| {
+        let start = (k % windows) * time;
+        let mut x = Vec::with_capacity(batch * time);
+        let mut y = Vec::with_capacity(batch * time);
+        for s in &streams {
+            x.extend_from_slice(&s[start..start + time]);
+            y.extend_from_slice(&s[start + 1..start + time + 1]);
+        }
+        (ids(x, [batch, time], &train), ids1(y, &train))
+    };
+    let pool: Vec<_> = (0..windows).map(window).collect();
+    let mut state = None;
+    let mut it = 0;
+    Ok(time_iters(args.warmup, args.iters, || {
+        let (x, y) = &pool[it % pool.len()];
+        it += 1;
+        let m = model.take().expect("model is put back after every step");
+        let (logits, next) = m.forward(x.clone(), state.take());
+        let logits = logits.reshape([batch * time, VOCAB]);
+        let loss = cross_entropy(logits, y.clone(), None);
+        let mut grads = GradientsParams::from_grads(loss.clone().backward(), &m);
+        clip_global_norm(&m, &mut grads, 0.25);
+        model = Some(optimizer.step(1e-3, m, grads));
+        state = Some(next.detach());
+        let _: f32 = loss.into_scalar();
+    }))
+}
+
+fn lm_config() -> LanguageModelConfig {
+    LanguageModelConfig::new(VOCAB)
+        .with_embedding_size(256)
+        .with_hidden_size(256)
+        .with_num_layers(2)
+        .with_cell(CellKind::Lstm)
+}
+
+/// Generation as `lstm-lm generate` does it: the prompt once, then one step per sampled token
+/// (temperature 1, no top-k/top-p), state carried, no autodiff.
+fn bench_gen(
+    args: &BenchOneArgs,
+    device: &Device,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let model = lm_config().init(device)?;
+    let prompt: Vec<u32> = (0..20).map(|_| rng.random_range(0..VOCAB as u32)).collect();
+    let sampling = SamplingConfig::default();
+    let mut generator = Generator::new(model, device.clone());
+    Ok(time_iters(args.warmup, args.iters, || {
+        generator.reset();
+        generator.feed(&prompt);
+        for _ in 0..200 {
+            let logits = generator.logits().expect("the prompt was fed");
+            let next = sampling.sample(logits, &[], rng);
+            generator.feed(&[next]);
+        }
+    }))
+}
