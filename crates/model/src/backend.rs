@@ -133,10 +133,13 @@ mod wgpu_probe {
                 )
             } else {
                 format!(
-                    "no wgpu adapter {index}: found {} ({}); pick --device 0..{}",
+                    "no wgpu adapter {index}: this machine has {} ({}); pick --device {}",
                     found.len(),
                     names(&found),
-                    found.len() - 1
+                    match found.len() {
+                        1 => "0".to_string(),
+                        n => format!("0 to {}", n - 1),
+                    }
                 )
             });
         };
