@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod download;
+pub mod gpu_bench;
 pub mod manifest;
 pub mod synth;
 

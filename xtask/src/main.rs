@@ -17,6 +17,8 @@ enum Command {
     Download(xtask::download::DownloadArgs),
     /// Write the synthetic corpus of known entropy (train/valid/test).
     Synth(xtask::synth::SynthArgs),
+    /// Time training steps and generation on the wgpu backend (GPU).
+    GpuBench(xtask::gpu_bench::GpuBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Download(args) => xtask::download::run(&args),
         Command::Synth(args) => xtask::synth::run(&args),
+        Command::GpuBench(args) => xtask::gpu_bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
