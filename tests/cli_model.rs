@@ -323,3 +323,164 @@ fn interrupted_training_exits_130_and_resumes() {
     // The run already passed epoch 1: resuming to 1 epoch finishes at once.
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// `lstm-lm` with a private `XDG_RUNTIME_DIR` (Mesa's window-system code otherwise prints a
+/// complaint on stderr when it loads).
+fn lstm_lm_gpu(args: &[&str], dir: &Path) -> Output {
+    let xdg = dir.join("xdg");
+    std::fs::create_dir_all(&xdg).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_RUNTIME_DIR", &xdg)
+        .output()
+        .expect("the lstm-lm binary runs")
+}
+
+/// Whether a wgpu adapter exists; prints `SKIPPED` and answers false where none does, except in CI
+/// (`CI` or `LSTM_LM_REQUIRE_WGPU=1`), which fails instead.
+fn wgpu_available(test: &str) -> bool {
+    match lstm_lm_model::device_for(lstm_lm_model::BackendKind::Wgpu, 0) {
+        Ok(_) => true,
+        Err(e) => {
+            let required = std::env::var_os("CI").is_some()
+                || std::env::var("LSTM_LM_REQUIRE_WGPU").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "{test}: wgpu is required here but unavailable: {e}"
+            );
+            eprintln!("SKIPPED {test}: no wgpu adapter (install mesa-vulkan-drivers): {e}");
+            false
+        }
+    }
+}
+
+/// Train, generate, score and eval with `--backend wgpu`; the wgpu-trained run scores the same
+/// on flex.
+#[test]
+fn wgpu_backend_trains_generates_scores_and_evaluates() {
+    if !wgpu_available("wgpu_backend_trains_generates_scores_and_evaluates") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("corpus.txt"), CORPUS).unwrap();
+    let wgpu = ["--backend", "wgpu", "--device", "0"];
+    let mut args = vec![
+        "train",
+        "--preset",
+        "seed",
+        "--data",
+        "corpus.txt",
+        "--out",
+        "run",
+        "--epochs",
+        "1",
+        "--hidden-size",
+        "16",
+        "--embedding-size",
+        "8",
+        "--quiet",
+        "--sample-tokens",
+        "3",
+    ];
+    args.extend(wgpu);
+    let o = lstm_lm_gpu(&args, dir);
+    assert!(o.status.success(), "train on wgpu failed: {}", stderr(&o));
+    let mut args = vec![
+        "generate",
+        "--model",
+        "run",
+        "--prompt",
+        "the",
+        "--max-tokens",
+        "4",
+    ];
+    args.extend(wgpu);
+    let o = lstm_lm_gpu(&args, dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("the"), "{}", stdout(&o));
+    let score = |backend: &[&str]| -> f64 {
+        let mut args = vec![
+            "score",
+            "--model",
+            "run",
+            "--json",
+            "the keeper climbed the tower",
+        ];
+        args.extend(backend);
+        let o = lstm_lm_gpu(&args, dir);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        v["total_logprob"].as_f64().unwrap()
+    };
+    let (on_wgpu, on_flex) = (score(&wgpu), score(&["--backend", "flex"]));
+    assert!(
+        (on_wgpu - on_flex).abs() < 1e-3,
+        "wgpu {on_wgpu} vs flex {on_flex}"
+    );
+    let mut args = vec!["eval", "--model", "run", "--data", "corpus.txt", "--json"];
+    args.extend(wgpu);
+    let o = lstm_lm_gpu(&args, dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// An adapter that does not exist is a one-line error naming what was found, whether or not the
+/// machine has any adapter at all.
+#[test]
+fn a_missing_wgpu_adapter_is_a_one_line_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let run = trained_run(dir);
+    let run = run.to_str().unwrap();
+    for args in [
+        vec!["generate", "--model", run, "--prompt", "the"],
+        vec!["score", "--model", run, "the keeper"],
+        vec!["eval", "--model", run, "--data", "corpus.txt"],
+        vec![
+            "train",
+            "--preset",
+            "seed",
+            "--data",
+            "corpus.txt",
+            "--out",
+            "run2",
+            "--epochs",
+            "1",
+        ],
+    ] {
+        let mut args = args;
+        args.extend(["--backend", "wgpu", "--device", "99"]);
+        let o = lstm_lm_gpu(&args, dir);
+        assert_clean_error(&o, "no wgpu adapter");
+    }
+}
+
+/// With every Vulkan driver and EGL vendor hidden (Linux loader variables), `--backend wgpu`
+/// fails with one line that says how to install a driver. Where the machine still finds an
+/// adapter some other way, the test says so and passes.
+#[cfg(target_os = "linux")]
+#[test]
+fn no_driver_at_all_is_a_one_line_error_with_install_advice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let run = trained_run(dir);
+    let xdg = dir.join("xdg");
+    std::fs::create_dir_all(&xdg).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
+        .args(["score", "--model", run.to_str().unwrap(), "the keeper"])
+        .args(["--backend", "wgpu"])
+        .current_dir(dir)
+        .env("XDG_RUNTIME_DIR", &xdg)
+        .env("VK_ICD_FILENAMES", dir.join("none.json"))
+        .env("VK_DRIVER_FILES", dir.join("none.json"))
+        .env("__EGL_VENDOR_LIBRARY_FILENAMES", dir.join("none.json"))
+        .output()
+        .unwrap();
+    if o.status.success() {
+        eprintln!("NOTE: an adapter was found with Vulkan and EGL hidden; error path not checked");
+        return;
+    }
+    assert_clean_error(&o, "no wgpu adapter found");
+    assert_clean_error(&o, "mesa-vulkan-drivers");
+}

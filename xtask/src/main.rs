@@ -22,6 +22,8 @@ enum Command {
     /// One benchmark measurement in this process (used by `bench`).
     #[command(hide = true)]
     BenchOne(xtask::bench::BenchOneArgs),
+    /// Time training steps and generation on the wgpu backend (GPU).
+    GpuBench(xtask::gpu_bench::GpuBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => xtask::synth::run(&args),
         Command::Bench(args) => xtask::bench::run(&args),
         Command::BenchOne(args) => xtask::bench::run_one(&args),
+        Command::GpuBench(args) => xtask::gpu_bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -52,7 +52,9 @@ impl FromStr for BackendKind {
     }
 }
 
-/// Builds the device for `kind`; `index` picks the adapter for GPU backends (ignored on CPU).
+/// Builds the device for `kind`; `index` picks the adapter for GPU backends, in the order of
+/// [`wgpu_adapters`] (ignored on CPU). A wgpu device is opened and runs one kernel before it is
+/// returned, so a missing or broken driver is a one-line [`ModelError::Backend`], not a panic.
 ///
 /// The returned device has no autodiff: call `.autodiff()` on it for training.
 pub fn device_for(kind: BackendKind, index: usize) -> Result<Device, ModelError> {
@@ -70,6 +72,19 @@ fn wgpu_device(index: usize) -> Result<Device, ModelError> {
     crate::backend::wgpu_probe::device(index)
 }
 
+/// The wgpu adapters this machine offers, in the order `--device N` indexes them (empty where
+/// there is none, or in a build without the `wgpu` feature). Does not open them.
+pub fn wgpu_adapters() -> Vec<Device> {
+    #[cfg(feature = "wgpu")]
+    {
+        wgpu_probe::adapters()
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        Vec::new()
+    }
+}
+
 #[cfg(not(feature = "wgpu"))]
 fn wgpu_device(_index: usize) -> Result<Device, ModelError> {
     Err(ModelError::Backend(
@@ -80,31 +95,91 @@ fn wgpu_device(_index: usize) -> Result<Device, ModelError> {
 
 #[cfg(feature = "wgpu")]
 mod wgpu_probe {
-    use burn::tensor::{Device, DeviceKind};
+    use std::sync::Mutex;
+
+    use burn::tensor::{Device, DeviceType};
 
     use crate::ModelError;
 
-    /// Picks the `index`-th GPU adapter, or fails with a message that says how to get a driver,
-    /// instead of letting the first kernel launch panic.
+    /// Probed adapters by index, so that each is opened (and each failure reported) once per
+    /// process; the lock also serialises the panic-hook swap below.
+    static PROBED: Mutex<Vec<(usize, Result<Device, String>)>> = Mutex::new(Vec::new());
+
+    /// The wgpu adapters burn sees, in wgpu's order (the graphics API with a hardware GPU wins:
+    /// Vulkan, then Metal, DX12, OpenGL; a software rasterizer only where nothing else exists).
+    pub fn adapters() -> Vec<Device> {
+        quiet(|| Device::enumerate(DeviceType::Wgpu).into_iter().collect()).unwrap_or_default()
+    }
+
+    /// Picks the `index`-th wgpu adapter (0: the first, which is the GPU on a one-GPU machine),
+    /// or fails with one line that says what was looked for and how to get a driver, instead of
+    /// letting the first kernel launch panic.
     pub fn device(index: usize) -> Result<Device, ModelError> {
-        let kind = if index == 0 {
-            DeviceKind::DefaultDevice
-        } else {
-            DeviceKind::DiscreteGpu(index)
+        let mut probed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, result)) = probed.iter().find(|(i, _)| *i == index) {
+            return result.clone().map_err(ModelError::Backend);
+        }
+        let result = open(index);
+        probed.push((index, result.clone()));
+        result.map_err(ModelError::Backend)
+    }
+
+    fn open(index: usize) -> Result<Device, String> {
+        let found = adapters();
+        let Some(device) = found.get(index).cloned() else {
+            return Err(if found.is_empty() {
+                format!(
+                    "no wgpu adapter found (looked for Vulkan, Metal, DX12 and OpenGL adapters): {INSTALL}"
+                )
+            } else {
+                format!(
+                    "no wgpu adapter {index}: this machine has {} ({}); pick --device {}",
+                    found.len(),
+                    names(&found),
+                    match found.len() {
+                        1 => "0".to_string(),
+                        n => format!("0 to {}", n - 1),
+                    }
+                )
+            });
         };
-        let probe = std::panic::catch_unwind(|| {
-            let device = Device::wgpu(kind.clone());
-            // Touch the device so that adapter selection happens now, inside the guard.
-            let t = burn::tensor::Tensor::<1>::from_floats([1.0f32], &device);
-            let _: f32 = t.into_scalar();
-            device
+        // Touch the device so that device creation and the first kernel compile happen now.
+        let touched = quiet(|| {
+            let t = burn::tensor::Tensor::<1>::from_floats([1.0f32, 2.0], &device);
+            let _: f32 = t.sum().into_scalar();
         });
-        probe.map_err(|_| {
-            ModelError::Backend(format!(
-                "no wgpu adapter found (looked for {kind:?} through Vulkan, Metal, DX12 and GL): \
-                 install a GPU driver, or on a CPU-only Linux machine Mesa's software Vulkan driver \
-                 (Debian/Ubuntu: apt-get install mesa-vulkan-drivers), or pick --backend flex"
-            ))
-        })
+        match touched {
+            Some(()) => Ok(device),
+            None => Err(format!(
+                "wgpu adapter {index} ({}) was found but cannot run kernels: {INSTALL}",
+                names(std::slice::from_ref(&device))
+            )),
+        }
+    }
+
+    const INSTALL: &str = "install the GPU vendor's driver with Vulkan support (NVIDIA: the \
+        proprietary driver, which ships nvidia_icd.json; AMD/Intel: Mesa, Debian package \
+        mesa-vulkan-drivers) plus the Vulkan loader (libvulkan1), or on a machine without a GPU \
+        Mesa's software driver (Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1), \
+        or pick --backend flex";
+
+    fn names(devices: &[Device]) -> String {
+        devices
+            .iter()
+            .map(|d| format!("{d:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Runs `f`, turning a panic into `None` without printing the panic message (wgpu and cubecl
+    /// panic, on their own threads too, where no adapter or device can be had).
+    fn quiet<T>(f: impl FnOnce() -> T) -> Option<T> {
+        static HOOK: Mutex<()> = Mutex::new(());
+        let _guard = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        std::panic::set_hook(hook);
+        result.ok()
     }
 }

@@ -13,7 +13,7 @@ mod recurrent;
 mod state;
 mod torch_names;
 
-pub use backend::{BackendKind, device_for};
+pub use backend::{BackendKind, device_for, wgpu_adapters};
 pub use config::{CellKind, LanguageModelConfig};
 pub use error::ModelError;
 pub use language_model::LanguageModel;

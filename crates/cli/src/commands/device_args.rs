@@ -9,7 +9,8 @@ pub struct DeviceArgs {
     /// Backend: flex (CPU, default), ndarray (CPU) or wgpu (GPU).
     #[arg(long, default_value = "flex", value_parser = parse_backend)]
     pub backend: BackendKind,
-    /// GPU adapter index for wgpu (0 = the default adapter).
+    /// wgpu adapter, by its index in the list wgpu reports (0 = the first; on a one-GPU machine,
+    /// that GPU). Ignored by the CPU backends.
     #[arg(long = "device", default_value_t = 0)]
     pub device_index: usize,
     /// CPU threads for the CPU backends (default: all cores).
