@@ -484,3 +484,45 @@ fn no_driver_at_all_is_a_one_line_error_with_install_advice() {
     assert_clean_error(&o, "no wgpu adapter found");
     assert_clean_error(&o, "mesa-vulkan-drivers");
 }
+
+#[test]
+fn devices_flag_trains_data_parallel_and_refuses_bad_combinations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("corpus.txt"), CORPUS).unwrap();
+    let train = |extra: &[&str], out: &str| {
+        let mut args = vec![
+            "train",
+            "--preset",
+            "seed",
+            "--data",
+            "corpus.txt",
+            "--out",
+            out,
+            "--epochs",
+            "1",
+            "--hidden-size",
+            "8",
+            "--embedding-size",
+            "8",
+            "--quiet",
+            "--sample-tokens",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        lstm_lm(&args, dir)
+    };
+    let o = train(&["--devices", "2"], "two");
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    assert!(stdout(&o).contains("trained 1 epochs"), "{}", stdout(&o));
+
+    assert_clean_error(&train(&["--devices", "0,1"], "list"), "single CPU device");
+    assert_clean_error(&train(&["--devices", "0"], "zero"), "at least 1");
+    assert_clean_error(
+        &train(&["--devices", "2", "--batch-size", "1"], "small"),
+        "2 devices need at least 2 sequences",
+    );
+    let o = train(&["--devices", "2", "--device", "1"], "both");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--devices"), "{}", stderr(&o));
+}

@@ -16,6 +16,7 @@ mod generate;
 pub mod loss;
 mod metrics;
 pub mod optim;
+mod parallel;
 mod run_dir;
 pub mod schedule;
 mod session;

@@ -30,8 +30,15 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// Backend name recorded in `config.json`.
     pub backend: BackendKind,
-    /// Device to train on (without autodiff; the trainer adds it).
+    /// Device to train on (without autodiff; the trainer adds it). With `extra_devices`, the
+    /// main device: it holds the optimizer state, validates and writes checkpoints.
     pub device: Device,
+    /// Further devices for data-parallel training (without autodiff): each batch is split by
+    /// rows between `device` and these, every device runs forward and backward on its share, and
+    /// the gradients are combined on `device` weighted by target tokens, so a step equals the
+    /// single-device step on the whole batch. Empty: train on `device` alone. The same device may
+    /// appear more than once (the CPU backends have one device; the shards then run as threads).
+    pub extra_devices: Vec<Device>,
     /// Continue the run in `out` from its latest checkpoint.
     pub resume: bool,
     /// On resume, train up to this many epochs instead of the saved setting.
@@ -116,6 +123,13 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         (config, tokenizer, true)
     };
     let settings = config.settings.clone();
+    let n_devices = 1 + opts.extra_devices.len();
+    if n_devices > settings.data.batch_size {
+        return Err(TrainError::Settings(format!(
+            "{} devices need at least {} sequences per batch (data.batch_size is {}): every device trains on a share of the batch",
+            n_devices, n_devices, settings.data.batch_size
+        )));
+    }
     let texts = data::load_texts(&settings.data, &config.data)?;
     let prepared = data::prepare(&settings.data, &tokenizer, &texts)?;
     let mut config = config;
@@ -128,6 +142,9 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
 
     let inference_device = opts.device.clone();
     let device = opts.device.clone().autodiff();
+    let devices: Vec<Device> = std::iter::once(device.clone())
+        .chain(opts.extra_devices.iter().map(|d| d.clone().autodiff()))
+        .collect();
     let seed = settings.train.seed;
     device.seed(seed);
     let mut optimizer = build_optimizer(&settings.optim);
@@ -206,8 +223,29 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
                 st.global_step as f64 / total_steps as f64,
             );
             let tokens = batch.targets.len() as u64;
-            let (loss, correct, next_state, grads) =
-                forward_backward(&model, &batch, d.recipe, carried.take(), pad, &device);
+            let (loss, correct, next_state, mut grads) = if devices.len() == 1 {
+                let (loss, correct, next_state, grads) =
+                    forward_backward(&model, &batch, d.recipe, carried.take(), pad, &device);
+                (
+                    loss,
+                    correct,
+                    next_state,
+                    GradientsParams::from_grads(grads, &model),
+                )
+            } else {
+                crate::parallel::forward_backward_parallel(
+                    &model,
+                    &batch,
+                    d.recipe,
+                    carried.take(),
+                    pad,
+                    &devices,
+                    &inference_device,
+                    |replica, shard, state, device| {
+                        forward_loss(replica, shard, d.recipe, state, pad, device)
+                    },
+                )
+            };
             if !loss.is_finite() {
                 progress.finish();
                 let checkpoint =
@@ -219,7 +257,6 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
                     checkpoint,
                 });
             }
-            let mut grads = GradientsParams::from_grads(grads, &model);
             if let Some(max) = settings.optim.clip {
                 clip_global_norm(&model, &mut grads, max);
             }
@@ -410,6 +447,26 @@ fn forward_backward(
     pad: Option<u32>,
     device: &Device,
 ) -> (f64, f64, Option<RecurrentState>, burn::tensor::Gradients) {
+    let (loss, correct, next) = forward_loss(model, batch, recipe, state, pad, device);
+    let figures = Tensor::cat(vec![loss.clone().detach(), correct], 0)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_else(|_| vec![f32::NAN, 0.0]);
+    let grads = loss.backward();
+    (figures[0] as f64, figures[1] as f64, next, grads)
+}
+
+/// Forward pass and loss for one batch: the loss (mean over non-padding targets, still in the
+/// autodiff graph), the number of correct predictions (`[1]`, detached) and the state to carry.
+fn forward_loss(
+    model: &LanguageModel,
+    batch: &Batch,
+    recipe: Recipe,
+    state: Option<RecurrentState>,
+    pad: Option<u32>,
+    device: &Device,
+) -> (Tensor<1>, Tensor<1>, Option<RecurrentState>) {
     let ids = data::ids_tensor(&batch.inputs, batch.batch, batch.width, device);
     let targets = data::targets_tensor(&batch.targets, device);
     let (logits, next) = match recipe {
@@ -425,11 +482,5 @@ fn forward_backward(
         }
     };
     let (loss, correct) = cross_entropy_and_correct(logits, targets, pad);
-    let figures = Tensor::cat(vec![loss.clone().detach(), correct], 0)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap_or_else(|_| vec![f32::NAN, 0.0]);
-    let grads = loss.backward();
-    (figures[0] as f64, figures[1] as f64, next, grads)
+    (loss, correct, next)
 }

@@ -25,6 +25,7 @@ fn options(settings: TrainSettings, data: DataFiles, out: &Path, device: Device)
         out: out.to_path_buf(),
         backend: BackendKind::Flex,
         device,
+        extra_devices: Vec::new(),
         resume: false,
         epochs_override: None,
         stop: None,

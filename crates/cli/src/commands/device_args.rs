@@ -26,6 +26,37 @@ fn parse_backend(s: &str) -> Result<BackendKind, String> {
 impl DeviceArgs {
     /// Sets up the thread pool and returns the device.
     pub fn device(&self) -> Result<Device> {
+        self.setup_threads()?;
+        Ok(device_for(self.backend, self.device_index)?)
+    }
+
+    /// Sets up the thread pool and returns the devices for data-parallel training (`--devices`),
+    /// the main device first.
+    pub fn devices(&self, spec: &DevicesSpec) -> Result<Vec<Device>> {
+        let indices: Vec<usize> = match (spec, self.backend) {
+            (DevicesSpec::Count(0), _) => anyhow::bail!("--devices must be at least 1"),
+            (DevicesSpec::Count(n), _) => (0..*n).collect(),
+            (DevicesSpec::List(_), BackendKind::Flex | BackendKind::Ndarray) => anyhow::bail!(
+                "--backend {} has a single CPU device, so --devices takes a count there (it splits each batch into that many shards trained in parallel threads); adapter lists are for --backend wgpu",
+                self.backend
+            ),
+            (DevicesSpec::List(list), BackendKind::Wgpu) => {
+                for (k, i) in list.iter().enumerate() {
+                    if list[..k].contains(i) {
+                        anyhow::bail!("--devices lists adapter {i} twice");
+                    }
+                }
+                list.clone()
+            }
+        };
+        self.setup_threads()?;
+        indices
+            .into_iter()
+            .map(|i| Ok(device_for(self.backend, i)?))
+            .collect()
+    }
+
+    fn setup_threads(&self) -> Result<()> {
         if let Some(n) = self.threads {
             if n == 0 {
                 anyhow::bail!("--threads must be at least 1");
@@ -35,6 +66,42 @@ impl DeviceArgs {
                 .build_global()
                 .context("cannot set up the thread pool for --threads")?;
         }
-        Ok(device_for(self.backend, self.device_index)?)
+        Ok(())
+    }
+}
+
+/// `--devices`: how many devices, or which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevicesSpec {
+    /// A count: wgpu adapters `0..n`; on the CPU backends, `n` shards on the one CPU device.
+    Count(usize),
+    /// wgpu adapter indices, the main device first.
+    List(Vec<usize>),
+}
+
+/// Parses `--devices`: `N` (a count) or `I,J,...` (adapter indices).
+pub fn parse_devices(s: &str) -> Result<DevicesSpec, String> {
+    let bad =
+        || format!("--devices takes a count (2) or a list of adapter indices (0,1), not '{s}'");
+    if s.contains(',') {
+        s.split(',')
+            .map(|p| p.trim().parse::<usize>().map_err(|_| bad()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(DevicesSpec::List)
+    } else {
+        s.trim().parse().map(DevicesSpec::Count).map_err(|_| bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DevicesSpec, parse_devices};
+
+    #[test]
+    fn devices_flag_takes_a_count_or_a_list() {
+        assert_eq!(parse_devices("2"), Ok(DevicesSpec::Count(2)));
+        assert_eq!(parse_devices("0,2"), Ok(DevicesSpec::List(vec![0, 2])));
+        assert!(parse_devices("two").is_err());
+        assert!(parse_devices("0,x").is_err());
     }
 }

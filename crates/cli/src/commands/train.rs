@@ -10,7 +10,7 @@ use lstm_lm_train::{
     DataFiles, LoadedRun, ProgressMode, SamplingConfig, TrainOptions, TrainOutcome, train,
 };
 
-use super::device_args::DeviceArgs;
+use super::device_args::{DeviceArgs, DevicesSpec, parse_devices};
 
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
 pub const EXIT_INTERRUPTED: i32 = 130;
@@ -111,6 +111,11 @@ pub struct TrainArgs {
     /// No progress output (metrics.jsonl is still written).
     #[arg(long)]
     pub quiet: bool,
+    /// Data-parallel training: a count (2: wgpu adapters 0 and 1; on flex/ndarray, the batch
+    /// split into 2 shards trained in parallel threads on the CPU) or wgpu adapter indices
+    /// (0,2). The first device is the main one. Allowed on --resume.
+    #[arg(long, value_name = "N|I,J,...", value_parser = parse_devices, conflicts_with = "device_index")]
+    pub devices: Option<DevicesSpec>,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -222,7 +227,14 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         }
     }
     let out = args.resume.clone().or(args.out.clone()).unwrap_or_default();
-    let device = args.device.device()?;
+    let (device, extra_devices) = match &args.devices {
+        None => (args.device.device()?, Vec::new()),
+        Some(spec) => {
+            let mut all = args.device.devices(spec)?;
+            let main = all.remove(0);
+            (main, all)
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -247,6 +259,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         out: out.clone(),
         backend: args.device.backend,
         device: device.clone(),
+        extra_devices,
         resume,
         epochs_override: if resume { args.epochs } else { None },
         stop: Some(stop),
