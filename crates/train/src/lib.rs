@@ -13,6 +13,7 @@ pub mod data;
 mod error;
 mod evaluate;
 mod generate;
+pub mod host_optim;
 pub mod loss;
 mod metrics;
 pub mod optim;

@@ -2,14 +2,14 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, RmsPropConfig, SgdConfig,
-};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::Tensor;
 
+use crate::host_optim::{HostAdam, HostRmsProp};
 use crate::settings::{OptimSettings, OptimizerKind};
 
-/// Builds the optimizer. Clipping is not configured here: burn's clipping is per tensor, while
+/// Builds the optimizer (Adam and RMSprop update on the host on the CPU backends: see
+/// [`HostAdam`]). Clipping is not configured here: burn's clipping is per tensor, while
 /// we clip the global norm over all parameters with [`clip_global_norm`], as PyTorch's
 /// `clip_grad_norm_` does.
 pub fn build_optimizer(s: &OptimSettings) -> ModuleOptimizer {
@@ -17,6 +17,7 @@ pub fn build_optimizer(s: &OptimSettings) -> ModuleOptimizer {
         let wd = s.weight_decay.unwrap_or(default);
         (wd > 0.0).then(|| WeightDecayConfig::new(wd as f32))
     };
+    let l2 = || s.weight_decay.filter(|&wd| wd > 0.0).map(|wd| wd as f32);
     match s.optimizer {
         OptimizerKind::Sgd => {
             let momentum = (s.momentum > 0.0).then(|| {
@@ -30,24 +31,24 @@ pub fn build_optimizer(s: &OptimSettings) -> ModuleOptimizer {
                 .with_weight_decay(decay(0.0))
                 .init()
         }
-        OptimizerKind::Adam => AdamConfig::new()
-            .with_beta_1(s.betas[0] as f32)
-            .with_beta_2(s.betas[1] as f32)
-            .with_epsilon(s.epsilon as f32)
-            .with_weight_decay(decay(0.0))
-            .init(),
+        OptimizerKind::Adam => ModuleOptimizer::from(HostAdam::new(
+            s.betas[0] as f32,
+            s.betas[1] as f32,
+            s.epsilon as f32,
+            l2(),
+        )),
         OptimizerKind::Adamw => AdamWConfig::new()
             .with_beta_1(s.betas[0] as f32)
             .with_beta_2(s.betas[1] as f32)
             .with_epsilon(s.epsilon as f32)
             .with_weight_decay(s.weight_decay.unwrap_or(0.01) as f32)
             .init(),
-        OptimizerKind::Rmsprop => RmsPropConfig::new()
-            .with_alpha(s.alpha as f32)
-            .with_momentum(s.momentum as f32)
-            .with_epsilon(s.epsilon as f32)
-            .with_weight_decay(decay(0.0))
-            .init(),
+        OptimizerKind::Rmsprop => ModuleOptimizer::from(HostRmsProp::new(
+            s.alpha as f32,
+            s.momentum as f32,
+            s.epsilon as f32,
+            l2(),
+        )),
     }
 }
 
