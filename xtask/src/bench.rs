@@ -16,7 +16,7 @@ use clap::{Args, ValueEnum};
 use lstm_lm_model::burn::optim::GradientsParams;
 use lstm_lm_model::burn::tensor::{Device, Int, Tensor, TensorData};
 use lstm_lm_model::{BackendKind, CellKind, LanguageModelConfig, device_for};
-use lstm_lm_train::loss::cross_entropy;
+use lstm_lm_train::loss::projected_cross_entropy;
 use lstm_lm_train::optim::{build_optimizer, clip_global_norm};
 use lstm_lm_train::settings::{OptimSettings, OptimizerKind};
 use lstm_lm_train::{Generator, SamplingConfig};
@@ -388,7 +388,8 @@ pub fn run_one(args: &BenchOneArgs) -> Result<()> {
 }
 
 /// Keras-article shape: padded prefixes (left-aligned as the trainer feeds them), the loss on
-/// each row's last real token, RMSprop with Keras' constants.
+/// each row's last real token, RMSprop with Keras' constants. The step is the trainer's:
+/// `hidden_at`, the projected cross-entropy, backward, optimizer.
 fn bench_seed(
     args: &BenchOneArgs,
     device: &Device,
@@ -437,8 +438,8 @@ fn bench_seed(
         let (x, positions, y) = &pool[it % pool.len()];
         it += 1;
         let m = model.take().expect("model is put back after every step");
-        let (logits, _) = m.forward_at(x.clone(), positions.clone(), None);
-        let loss = cross_entropy(logits, y.clone(), None);
+        let (hidden, _) = m.hidden_at(x.clone(), positions.clone(), None);
+        let (loss, _) = projected_cross_entropy(&m, hidden, y.clone(), None);
         let grads = GradientsParams::from_grads(loss.clone().backward(), &m);
         model = Some(optimizer.step(1e-3, m, grads));
         // Reading the loss (as the trainer does) also waits for asynchronous backends.
@@ -487,9 +488,9 @@ fn bench_lm(
         let (x, y) = &pool[it % pool.len()];
         it += 1;
         let m = model.take().expect("model is put back after every step");
-        let (logits, next) = m.forward(x.clone(), state.take());
-        let logits = logits.reshape([batch * time, VOCAB]);
-        let loss = cross_entropy(logits, y.clone(), None);
+        let (hidden, next) = m.hidden_states(x.clone(), state.take());
+        let hidden = hidden.reshape([batch * time, 256]);
+        let (loss, _) = projected_cross_entropy(&m, hidden, y.clone(), None);
         let mut grads = GradientsParams::from_grads(loss.clone().backward(), &m);
         clip_global_norm(&m, &mut grads, 0.25);
         model = Some(optimizer.step(1e-3, m, grads));

@@ -148,11 +148,38 @@ impl LanguageModel {
         positions: Tensor<1, Int>,
         state: Option<RecurrentState>,
     ) -> (Tensor<2>, RecurrentState) {
+        let (picked, state) = self.hidden_at(ids, positions, state);
+        (self.project(picked), state)
+    }
+
+    /// The top layer's hidden vector at one position per row (see [`forward_at`]), before the
+    /// projection.
+    ///
+    /// # Shapes
+    /// - ids: `[batch, time]`, positions: `[batch]`
+    /// - output: `[batch, hidden]`
+    ///
+    /// [`forward_at`]: Self::forward_at
+    pub fn hidden_at(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<1, Int>,
+        state: Option<RecurrentState>,
+    ) -> (Tensor<2>, RecurrentState) {
         let (hidden, state) = self.hidden_states(ids, state);
         let [batch, _, width] = hidden.dims();
         let index = positions.reshape([batch, 1, 1]).repeat_dim(2, width);
-        let picked = hidden.gather(1, index).reshape([batch, width]);
-        (self.project(picked), state)
+        (hidden.gather(1, index).reshape([batch, width]), state)
+    }
+
+    /// The output projection's weight `[vocab, hidden]` (the embedding matrix when tied) and
+    /// bias `[vocab]`: [`project`](Self::project) computes `hidden · weightᵀ + bias`.
+    pub fn output_projection(&self) -> (Tensor<2>, Tensor<1>) {
+        let weight = match &self.output_weight {
+            Some(w) => w.val(),
+            None => self.embedding.val(),
+        };
+        (weight, self.output_bias.val())
     }
 
     /// The top layer's hidden vectors after dropout, before the projection.

@@ -812,3 +812,69 @@ fn host_language_model_matches_the_tensor_model_step_by_step() {
         }
     }
 }
+
+/// The fused projection + cross-entropy against `hidden·Wᵀ + b` then log-softmax: loss and the
+/// gradients of the hidden vectors, the weight and the bias, with padding ignored and with the
+/// weight also used elsewhere in the graph (as a tied embedding is).
+#[test]
+fn fused_projected_cross_entropy_matches_projection_then_log_softmax() {
+    use lstm_lm_model::burn::tensor::{Int, TensorData};
+    let device = Device::flex().autodiff();
+    device.seed(12);
+    let (n, width, vocab) = (13, 8, 301);
+    let h0 = Tensor::<2>::random([n, width], Distribution::Normal(0.0, 1.0), &device);
+    let w0 = Tensor::<2>::random([vocab, width], Distribution::Normal(0.0, 0.5), &device);
+    let b0 = Tensor::<1>::random([vocab], Distribution::Normal(0.0, 0.5), &device);
+    let targets: Vec<i64> = (0..n).map(|r| ((r * 37 + 5) % vocab) as i64).collect();
+    for ignore in [None, Some(targets[2])] {
+        let leaves = || {
+            (
+                h0.clone().detach().require_grad(),
+                w0.clone().detach().require_grad(),
+                b0.clone().detach().require_grad(),
+            )
+        };
+        let (h, w, b) = leaves();
+        let (hr, wr, br) = leaves();
+        let t = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [n]), &device);
+        let (loss, _) = fused::projected_cross_entropy(
+            h.clone(),
+            w.clone(),
+            b.clone(),
+            t,
+            ignore.map(|p| p as u32),
+        );
+        let logits = hr.clone().matmul(wr.clone().transpose()) + br.clone().unsqueeze::<2>();
+        let reference = composed_cross_entropy(logits, &targets, ignore);
+        // The weight also feeds another term, as a tied embedding does.
+        let other = |w: &Tensor<2>| w.clone().narrow(0, 0, 3).sum() * 0.5;
+        let ga = (loss.clone() * 2.0 + other(&w)).backward();
+        let gb = (reference.clone() * 2.0 + other(&wr)).backward();
+        assert_close(
+            "loss",
+            &values(loss.inner()),
+            &values(reference.inner()),
+            TOLERANCE,
+        );
+        for (name, got, want) in [
+            (
+                "hidden",
+                values(h.grad(&ga).unwrap()),
+                values(hr.grad(&gb).unwrap()),
+            ),
+            (
+                "weight",
+                values(w.grad(&ga).unwrap()),
+                values(wr.grad(&gb).unwrap()),
+            ),
+        ] {
+            assert_close(name, &got, &want, TOLERANCE);
+        }
+        assert_close(
+            "bias",
+            &values(b.grad(&ga).unwrap()),
+            &values(br.grad(&gb).unwrap()),
+            TOLERANCE,
+        );
+    }
+}

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::data::{self, Split};
-use crate::loss::cross_entropy_and_correct;
+use crate::loss::projected_cross_entropy;
 use crate::settings::DataSettings;
 
 /// Figures of one evaluation.
@@ -45,20 +45,20 @@ pub fn evaluate(
     for batch in split.batches(batch_size, width, None) {
         let ids = data::ids_tensor(&batch.inputs, batch.batch, batch.width, device);
         let targets = data::targets_tensor(&batch.targets, device);
-        let logits = match split {
+        let hidden = match split {
             Split::Ngram { .. } => {
                 let positions = data::targets_tensor(&batch.positions, device);
-                model.forward_at(ids, positions, None).0
+                model.hidden_at(ids, positions, None).0
             }
             Split::Stream { .. } => {
-                let (logits, s) = model.forward(ids, state.take());
+                let (hidden, s) = model.hidden_states(ids, state.take());
                 state = Some(s);
-                let [b, t, v] = logits.dims();
-                logits.reshape([b * t, v])
+                let [b, t, h] = hidden.dims();
+                hidden.reshape([b * t, h])
             }
         };
         let n = batch.targets.len() as u64;
-        let (loss, c) = cross_entropy_and_correct(logits, targets, pad);
+        let (loss, c) = projected_cross_entropy(model, hidden, targets, pad);
         let figures = Tensor::cat(vec![loss, c], 0)
             .into_data()
             .convert::<f32>()

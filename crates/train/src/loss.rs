@@ -1,6 +1,7 @@
 //! Cross-entropy on sparse targets, accuracy, and the one-hot form the Keras article uses.
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
+use lstm_lm_model::LanguageModel;
 
 /// Mean cross-entropy of `logits` against sparse `targets`, ignoring positions whose target is
 /// `ignore` (padding).
@@ -32,6 +33,28 @@ pub fn cross_entropy_and_correct(
     }
     let correct = correct_count(logits.clone().detach(), targets.clone(), ignore);
     (cross_entropy_composed(logits, targets, ignore), correct)
+}
+
+/// The model's output projection of `hidden` followed by [`cross_entropy_and_correct`]; on the
+/// CPU backends one fused operation in which the `[n, vocab]` logits never become a tensor
+/// ([`lstm_lm_model::fused::projected_cross_entropy`]).
+///
+/// # Shapes
+/// - hidden: `[n, hidden]`, targets: `[n]`
+/// - output: the loss `[1]` and the number of correct rows `[1]` (no gradient)
+pub fn projected_cross_entropy(
+    model: &LanguageModel,
+    hidden: Tensor<2>,
+    targets: Tensor<1, Int>,
+    ignore: Option<u32>,
+) -> (Tensor<1>, Tensor<1>) {
+    if lstm_lm_model::fused::cross_entropy_applies(&hidden) {
+        let (weight, bias) = model.output_projection();
+        return lstm_lm_model::fused::projected_cross_entropy(
+            hidden, weight, bias, targets, ignore,
+        );
+    }
+    cross_entropy_and_correct(model.project(hidden), targets, ignore)
 }
 
 /// [`cross_entropy`] written with tensor operations (`log_softmax`, gather, mean): every backend.

@@ -12,7 +12,7 @@ use lstm_lm_model::{BackendKind, LanguageModel, RecurrentState};
 use crate::checkpoint::{Checkpoint, TrainerState};
 use crate::data::{self, Batch};
 use crate::evaluate::{EvalResult, evaluate};
-use crate::loss::cross_entropy_and_correct;
+use crate::loss::projected_cross_entropy;
 use crate::metrics::{MetricEvent, MetricsFile, Progress, ProgressMode};
 use crate::optim::{build_optimizer, clip_global_norm};
 use crate::run_dir::{DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir, model_bytes};
@@ -469,18 +469,18 @@ fn forward_loss(
 ) -> (Tensor<1>, Tensor<1>, Option<RecurrentState>) {
     let ids = data::ids_tensor(&batch.inputs, batch.batch, batch.width, device);
     let targets = data::targets_tensor(&batch.targets, device);
-    let (logits, next) = match recipe {
+    let (hidden, next) = match recipe {
         Recipe::Ngram => {
             let positions = data::targets_tensor(&batch.positions, device);
-            let (logits, _) = model.forward_at(ids, positions, None);
-            (logits, None)
+            let (hidden, _) = model.hidden_at(ids, positions, None);
+            (hidden, None)
         }
         Recipe::Stream => {
-            let (logits, s) = model.forward(ids, state);
-            let [b, t, v] = logits.dims();
-            (logits.reshape([b * t, v]), Some(s))
+            let (hidden, s) = model.hidden_states(ids, state);
+            let [b, t, h] = hidden.dims();
+            (hidden.reshape([b * t, h]), Some(s))
         }
     };
-    let (loss, correct) = cross_entropy_and_correct(logits, targets, pad);
+    let (loss, correct) = projected_cross_entropy(model, hidden, targets, pad);
     (loss, correct, next)
 }

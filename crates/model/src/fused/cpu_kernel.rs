@@ -626,7 +626,7 @@ fn check_gru_inputs(d: SeqDims, x: &[f32], h0: &[f32], w_ih: &[f32], w_hh: &[f32
 }
 
 /// Sum of every column of a row-major matrix with `width` columns.
-fn column_sums(m: &[f32], width: usize) -> Vec<f32> {
+pub(crate) fn column_sums(m: &[f32], width: usize) -> Vec<f32> {
     let mut sums = vec![0.0f32; width];
     for row in m.chunks_exact(width) {
         for (acc, v) in sums.iter_mut().zip(row) {
@@ -785,4 +785,97 @@ fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     } else {
         gemm::Parallelism::None
     }
+}
+
+/// The output projection `logits = hidden · weightᵀ + bias` as one GEMM.
+///
+/// # Shapes
+/// `hidden` `[n, width]`, `weight` `[vocab, width]`, `bias` `[vocab]`; returns `[n, vocab]`.
+pub fn project(n: usize, width: usize, hidden: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    let vocab = bias.len();
+    assert_eq!(hidden.len(), n * width, "hidden size");
+    assert_eq!(weight.len(), vocab * width, "weight size");
+    let mut logits = Vec::with_capacity(n * vocab);
+    for _ in 0..n {
+        logits.extend_from_slice(bias);
+    }
+    // SAFETY: logits [n, vocab] row-major; hidden [n, width]; weightᵀ read as [width, vocab]
+    // through strides (row stride 1, column stride width); all in bounds by the asserts above.
+    unsafe {
+        gemm_acc(
+            n,
+            vocab,
+            width,
+            Out::new(logits.as_mut_ptr(), vocab as isize, 1),
+            In::new(hidden.as_ptr(), width as isize, 1),
+            In::new(weight.as_ptr(), 1, width as isize),
+            true,
+        );
+    }
+    logits
+}
+
+/// Gradients of [`project`] given the gradient of the logits `d_logits` `[n, vocab]`: of the
+/// hidden vectors `[n, width]`, of the weight `[vocab, width]` and of the bias `[vocab]`, each
+/// only when wanted.
+pub fn project_backward(
+    n: usize,
+    width: usize,
+    hidden: &[f32],
+    weight: &[f32],
+    d_logits: &[f32],
+    wanted: [bool; 3],
+) -> ProjectGrads {
+    let vocab = weight.len() / width.max(1);
+    assert_eq!(d_logits.len(), n * vocab, "d_logits size");
+    assert_eq!(hidden.len(), n * width, "hidden size");
+    let d_hidden = wanted[0].then(|| {
+        let mut d = vec![0.0f32; n * width];
+        // SAFETY: d [n, width] = d_logits [n, vocab] · weight [vocab, width], all row-major.
+        unsafe {
+            gemm_acc(
+                n,
+                width,
+                vocab,
+                Out::new(d.as_mut_ptr(), width as isize, 1),
+                In::new(d_logits.as_ptr(), vocab as isize, 1),
+                In::new(weight.as_ptr(), width as isize, 1),
+                false,
+            );
+        }
+        d
+    });
+    let d_weight = wanted[1].then(|| {
+        let mut d = vec![0.0f32; vocab * width];
+        // SAFETY: d [vocab, width] = d_logitsᵀ [vocab, n] · hidden [n, width]; the transpose is
+        // read through strides.
+        unsafe {
+            gemm_acc(
+                vocab,
+                width,
+                n,
+                Out::new(d.as_mut_ptr(), width as isize, 1),
+                In::new(d_logits.as_ptr(), 1, vocab as isize),
+                In::new(hidden.as_ptr(), width as isize, 1),
+                false,
+            );
+        }
+        d
+    });
+    let d_bias = wanted[2].then(|| column_sums(d_logits, vocab));
+    ProjectGrads {
+        hidden: d_hidden,
+        weight: d_weight,
+        bias: d_bias,
+    }
+}
+
+/// Gradients of [`project`]: `None` where not wanted.
+pub struct ProjectGrads {
+    /// Of the hidden vectors, `[n, width]`.
+    pub hidden: Option<Vec<f32>>,
+    /// Of the weight, `[vocab, width]`.
+    pub weight: Option<Vec<f32>>,
+    /// Of the bias, `[vocab]`.
+    pub bias: Option<Vec<f32>>,
 }

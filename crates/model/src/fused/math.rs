@@ -168,15 +168,16 @@ fn gru_backward_row<M: MulAdd>(
     }
 }
 
-/// Log-softmax cross-entropy of one row of logits against `target`, and its gradient.
+/// Log-softmax cross-entropy of one row of logits against `target`, and its gradient, in place.
 ///
-/// Writes `scale · (softmax(x) − onehot(target))` into `grad` (the gradient of `scale · loss`)
-/// and returns the loss `logsumexp(x) − x[target]` and the index of the (first) largest logit.
+/// Replaces the logits in `row` by `scale · (softmax(row) − onehot(target))` (the gradient of
+/// `scale · loss`) and returns the loss `logsumexp(row) − row[target]` and the index of the
+/// (first) largest logit.
 #[inline(always)]
-fn xent_row<M: MulAdd>(x: &[f32], target: usize, scale: f32, grad: &mut [f32]) -> (f32, usize) {
+fn xent_row<M: MulAdd>(row: &mut [f32], target: usize, scale: f32) -> (f32, usize) {
     const LANES: usize = 16;
     let mut lanes = [f32::NEG_INFINITY; LANES];
-    let mut chunks = x.chunks_exact(LANES);
+    let mut chunks = row.chunks_exact(LANES);
     for chunk in &mut chunks {
         for (m, &v) in lanes.iter_mut().zip(chunk) {
             *m = if v > *m { v } else { *m };
@@ -186,56 +187,47 @@ fn xent_row<M: MulAdd>(x: &[f32], target: usize, scale: f32, grad: &mut [f32]) -
     for &v in lanes.iter().chain(chunks.remainder()) {
         max = if v > max { v } else { max };
     }
-    let arg_max = x.iter().position(|&v| v == max).unwrap_or(0);
+    let arg_max = row.iter().position(|&v| v == max).unwrap_or(0);
+    let picked = row[target];
     let mut sums = [0.0f32; LANES];
-    let mut g_chunks = grad.chunks_exact_mut(LANES);
-    let mut x_chunks = x.chunks_exact(LANES);
-    for (g, xs) in (&mut g_chunks).zip(&mut x_chunks) {
-        for ((g, &v), s) in g.iter_mut().zip(xs).zip(sums.iter_mut()) {
-            let e = exp::<M>(v - max);
-            *g = e;
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (v, s) in chunk.iter_mut().zip(sums.iter_mut()) {
+            let e = exp::<M>(*v - max);
+            *v = e;
             *s += e;
         }
     }
     let mut sum: f32 = sums.iter().sum();
-    for (g, &v) in g_chunks
-        .into_remainder()
-        .iter_mut()
-        .zip(x_chunks.remainder())
-    {
-        let e = exp::<M>(v - max);
-        *g = e;
+    for v in chunks.into_remainder() {
+        let e = exp::<M>(*v - max);
+        *v = e;
         sum += e;
     }
     let k = scale / sum;
-    for g in grad.iter_mut() {
-        *g *= k;
+    for v in row.iter_mut() {
+        *v *= k;
     }
-    grad[target] -= scale;
-    (max + sum.ln() - x[target], arg_max)
+    row[target] -= scale;
+    (max + sum.ln() - picked, arg_max)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn xent_row_avx2(x: &[f32], target: usize, scale: f32, grad: &mut [f32]) -> (f32, usize) {
-    xent_row::<Fused>(x, target, scale, grad)
+fn xent_row_avx2(row: &mut [f32], target: usize, scale: f32) -> (f32, usize) {
+    xent_row::<Fused>(row, target, scale)
 }
 
-/// Cross-entropy of one row of logits: see the private `xent_row`. `grad` must be as long as
-/// `x` and `target < x.len()`.
-pub fn softmax_cross_entropy_row(
-    x: &[f32],
-    target: usize,
-    scale: f32,
-    grad: &mut [f32],
-) -> (f32, usize) {
-    assert!(grad.len() == x.len() && target < x.len());
+/// Cross-entropy of one row of logits, in place: see the private `xent_row`.
+/// `target < row.len()`.
+pub fn softmax_cross_entropy_row(row: &mut [f32], target: usize, scale: f32) -> (f32, usize) {
+    assert!(target < row.len());
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        return unsafe { xent_row_avx2(x, target, scale, grad) };
+        return unsafe { xent_row_avx2(row, target, scale) };
     }
-    xent_row::<Separate>(x, target, scale, grad)
+    xent_row::<Separate>(row, target, scale)
 }
 
 #[inline(always)]

@@ -195,3 +195,36 @@ pub fn cross_entropy(
     let correct = packed.narrow(0, 1, 1).detach();
     (loss, correct)
 }
+
+/// The output projection `hidden · weightᵀ + bias` and [`cross_entropy`] as one operation: the
+/// `[n, vocab]` logits exist only inside it (one buffer, turned into their own gradient), and the
+/// backward pass is two GEMMs and a column sum. Call it only where [`cross_entropy_applies`] is
+/// true for `hidden`.
+///
+/// # Shapes
+/// - hidden: `[n, width]`, weight: `[vocab, width]`, bias: `[vocab]`, targets: `[n]`
+/// - returns the loss `[1]` and the correct count `[1]` (no gradient)
+pub fn projected_cross_entropy(
+    hidden: Tensor<2>,
+    weight: Tensor<2>,
+    bias: Tensor<1>,
+    targets: Tensor<1, Int>,
+    ignore: Option<u32>,
+) -> (Tensor<1>, Tensor<1>) {
+    let weights = match ignore {
+        Some(pad) => targets.clone().not_equal_elem(pad as i64).float(),
+        None => Tensor::ones(targets.dims(), &targets.device()),
+    };
+    let packed = Tensor::<1>::from_dispatch(
+        <Dispatch as FusedLossBackend>::fused_projected_cross_entropy(
+            hidden.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            targets.float().into_dispatch(),
+            weights.into_dispatch(),
+        ),
+    );
+    let loss = packed.clone().narrow(0, 0, 1);
+    let correct = packed.narrow(0, 1, 1).detach();
+    (loss, correct)
+}
