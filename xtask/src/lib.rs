@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 pub mod download;
 pub mod manifest;
+pub mod recipes;
 pub mod synth;
 
 /// The workspace root: the parent of this crate's folder.

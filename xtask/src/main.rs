@@ -17,6 +17,8 @@ enum Command {
     Download(xtask::download::DownloadArgs),
     /// Write the synthetic corpus of known entropy (train/valid/test).
     Synth(xtask::synth::SynthArgs),
+    /// Train a recipe (a dataset and a preset), evaluate it, compare with the published figure.
+    Train(xtask::recipes::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Download(args) => xtask::download::run(&args),
         Command::Synth(args) => xtask::synth::run(&args),
+        Command::Train(args) => xtask::recipes::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

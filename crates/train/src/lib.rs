@@ -9,6 +9,7 @@
 mod atomic;
 mod checkpoint;
 pub mod data;
+mod device;
 mod error;
 mod evaluate;
 mod generate;
@@ -32,4 +33,5 @@ pub use run_dir::{
 };
 pub use session::{LoadedRun, TextScore};
 pub use settings::TrainSettings;
-pub use trainer::{TrainOptions, TrainOutcome, TrainSummary, train};
+pub use device::setup_device;
+pub use trainer::{TrainOptions, TrainOutcome, TrainSummary, format_secs, train};

@@ -1,7 +1,7 @@
 //! `--backend`, `--device` and `--threads`, shared by every command that runs a model.
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use lstm_lm_model::{BackendKind, burn::tensor::Device, device_for};
+use lstm_lm_model::{BackendKind, burn::tensor::Device};
 
 /// Where the model runs.
 #[derive(Debug, Clone, Args)]
@@ -25,15 +25,10 @@ fn parse_backend(s: &str) -> Result<BackendKind, String> {
 impl DeviceArgs {
     /// Sets up the thread pool and returns the device.
     pub fn device(&self) -> Result<Device> {
-        if let Some(n) = self.threads {
-            if n == 0 {
-                anyhow::bail!("--threads must be at least 1");
-            }
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build_global()
-                .context("cannot set up the thread pool for --threads")?;
-        }
-        Ok(device_for(self.backend, self.device_index)?)
+        Ok(lstm_lm_train::setup_device(
+            self.backend,
+            self.device_index,
+            self.threads,
+        )?)
     }
 }
