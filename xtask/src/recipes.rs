@@ -320,7 +320,11 @@ impl Plan {
             .to_lowercase(),
             format!(
                 "training  {} epochs ({budget}), batch {}, bptt {}, eval batch {}, seed {}",
-                s.train.epochs, s.data.batch_size, s.data.bptt, s.data.eval_batch_size, s.train.seed
+                s.train.epochs,
+                s.data.batch_size,
+                s.data.bptt,
+                s.data.eval_batch_size,
+                s.train.seed
             ),
             format!(
                 "backend   {}{}",

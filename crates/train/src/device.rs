@@ -21,9 +21,7 @@ pub fn setup_device(
             .num_threads(n)
             .build_global()
             .map_err(|e| {
-                TrainError::Settings(format!(
-                    "cannot set up the thread pool for --threads: {e}"
-                ))
+                TrainError::Settings(format!("cannot set up the thread pool for --threads: {e}"))
             })?;
     }
     Ok(device_for(backend, index)?)

@@ -24,6 +24,7 @@ mod trainer;
 
 pub use atomic::write_atomic;
 pub use checkpoint::{Checkpoint, LoadedCheckpoint, TrainerState};
+pub use device::setup_device;
 pub use error::TrainError;
 pub use evaluate::{EvalResult, evaluate};
 pub use generate::{Generator, SamplingConfig, score_ids};
@@ -33,5 +34,4 @@ pub use run_dir::{
 };
 pub use session::{LoadedRun, TextScore};
 pub use settings::TrainSettings;
-pub use device::setup_device;
 pub use trainer::{TrainOptions, TrainOutcome, TrainSummary, format_secs, train};
