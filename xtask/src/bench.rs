@@ -356,7 +356,6 @@ fn ids1(values: Vec<u32>, device: &Device) -> Tensor<1, Int> {
 
 /// Runs one configuration in this process and prints one line in the PyTorch script's format.
 pub fn run_one(args: &BenchOneArgs) -> Result<()> {
-    lstm_lm_train::allocator::keep_freed_memory();
     rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
         .build_global()

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod download;
 pub mod gpu_bench;
 pub mod manifest;
+pub mod recipes;
 pub mod synth;
 
 /// The workspace root: the parent of this crate's folder.

@@ -24,9 +24,12 @@ enum Command {
     BenchOne(xtask::bench::BenchOneArgs),
     /// Time training steps and generation on the wgpu backend (GPU).
     GpuBench(xtask::gpu_bench::GpuBenchArgs),
+    /// Train a recipe (a dataset and a preset), evaluate it, compare with the published figure.
+    Train(xtask::recipes::TrainArgs),
 }
 
 fn main() -> ExitCode {
+    lstm_lm_train::allocator::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Download(args) => xtask::download::run(&args),
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => xtask::bench::run(&args),
         Command::BenchOne(args) => xtask::bench::run_one(&args),
         Command::GpuBench(args) => xtask::gpu_bench::run(&args),
+        Command::Train(args) => xtask::recipes::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,6 +10,7 @@ pub mod allocator;
 mod atomic;
 mod checkpoint;
 pub mod data;
+mod device;
 mod error;
 mod evaluate;
 mod generate;
@@ -26,6 +27,7 @@ mod trainer;
 
 pub use atomic::write_atomic;
 pub use checkpoint::{Checkpoint, LoadedCheckpoint, TrainerState};
+pub use device::{setup_device, setup_threads};
 pub use error::TrainError;
 pub use evaluate::{EvalResult, evaluate};
 pub use generate::{Generator, SamplingConfig, score_ids};
@@ -35,4 +37,4 @@ pub use run_dir::{
 };
 pub use session::{LoadedRun, TextScore};
 pub use settings::TrainSettings;
-pub use trainer::{TrainOptions, TrainOutcome, TrainSummary, train};
+pub use trainer::{TrainOptions, TrainOutcome, TrainSummary, format_secs, train};

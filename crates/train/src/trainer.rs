@@ -79,6 +79,13 @@ pub struct TrainSummary {
     pub elapsed_s: f64,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// Training tokens (targets) processed by this call (not counting earlier runs of a
+    /// resumed run).
+    pub train_tokens: u64,
+    /// Seconds this call spent in training batches (forward, backward, optimizer step),
+    /// without validation and checkpointing: `train_tokens / train_s` is the training
+    /// throughput, measured as the PyTorch reference (`shared/bench/torch_lm_train.py`) does.
+    pub train_s: f64,
 }
 
 fn step_seed(seed: u64, step: u64) -> u64 {
@@ -182,6 +189,8 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let steps_at_start = st.global_step;
     let mut last_train_loss = f64::NAN;
     let mut stopped_early = false;
+    let mut train_tokens = 0u64;
+    let mut train_s = 0.0f64;
     let stop = opts.stop.clone();
     let stop_at = opts.stop_at_step;
     let stop_requested = |step: u64| {
@@ -204,6 +213,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         let mut window_correct = 0.0;
         let mut window_tokens = 0u64;
         let mut window_start = Instant::now();
+        let epoch_start = Instant::now();
         let batches = prepared
             .train
             .batches(d.batch_size, width, shuffle)
@@ -266,6 +276,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             st.batches_done += 1;
             st.epoch_loss_sum += loss * tokens as f64;
             st.epoch_tokens += tokens;
+            train_tokens += tokens;
             window_loss += loss * tokens as f64;
             window_correct += correct;
             window_tokens += tokens;
@@ -304,6 +315,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
                 window_start = Instant::now();
             }
         }
+        train_s += epoch_start.elapsed().as_secs_f64();
         progress.finish();
 
         // End of epoch: validate, keep the best model, checkpoint.
@@ -419,6 +431,8 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         last_train_loss,
         elapsed_s: st.elapsed_s,
         stopped_early,
+        train_tokens,
+        train_s,
     }))
 }
 
@@ -426,7 +440,8 @@ fn capped(n: usize, max: usize) -> usize {
     if max == 0 { n } else { n.min(max) }
 }
 
-fn format_secs(s: f64) -> String {
+/// Seconds as `45s`, `2m30s` or `2h10m`, as the progress lines and summaries print them.
+pub fn format_secs(s: f64) -> String {
     let s = s.max(0.0).round() as u64;
     if s >= 3600 {
         format!("{}h{:02}m", s / 3600, (s % 3600) / 60)

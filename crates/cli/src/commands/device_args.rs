@@ -1,5 +1,5 @@
 //! `--backend`, `--device` and `--threads`, shared by every command that runs a model.
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use lstm_lm_model::{BackendKind, burn::tensor::Device, device_for};
 
@@ -26,8 +26,11 @@ fn parse_backend(s: &str) -> Result<BackendKind, String> {
 impl DeviceArgs {
     /// Sets up the thread pool and returns the device.
     pub fn device(&self) -> Result<Device> {
-        self.setup_threads()?;
-        Ok(device_for(self.backend, self.device_index)?)
+        Ok(lstm_lm_train::setup_device(
+            self.backend,
+            self.device_index,
+            self.threads,
+        )?)
     }
 
     /// Sets up the thread pool and returns the devices for data-parallel training (`--devices`),
@@ -49,24 +52,11 @@ impl DeviceArgs {
                 list.clone()
             }
         };
-        self.setup_threads()?;
+        lstm_lm_train::setup_threads(self.threads)?;
         indices
             .into_iter()
             .map(|i| Ok(device_for(self.backend, i)?))
             .collect()
-    }
-
-    fn setup_threads(&self) -> Result<()> {
-        if let Some(n) = self.threads {
-            if n == 0 {
-                anyhow::bail!("--threads must be at least 1");
-            }
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build_global()
-                .context("cannot set up the thread pool for --threads")?;
-        }
-        Ok(())
     }
 }
 

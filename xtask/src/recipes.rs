@@ -1,0 +1,593 @@
+//! `cargo xtask train RECIPE`: a named benchmark run. A recipe is a dataset of
+//! `datasets/manifest.json` and a preset of `crates/train/presets/`; the command fetches the
+//! dataset ([`crate::download::download`]), trains through the `lstm-lm-train` library
+//! ([`lstm_lm_train::train`], as `lstm-lm train` does), evaluates the best model on the test
+//! split and writes `summary.json` into the run folder, next to the published figure.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use lstm_lm_model::BackendKind;
+use lstm_lm_train::settings::{ScheduleKind, TokenizerChoice, TrainSettings};
+use lstm_lm_train::{
+    DataFiles, EvalResult, ProgressMode, TrainOptions, TrainOutcome, TrainSummary, format_secs,
+    setup_device, train, write_atomic,
+};
+use serde::Serialize;
+
+use crate::download::{DownloadOptions, Mirror, SplitPaths, default_data_dir, download, show};
+use crate::manifest::{Manifest, Splits};
+
+/// A figure published for a recipe's setup, or why there is none.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Published {
+    /// Test perplexity (per token of the recipe's tokenizer), when one is published.
+    pub test_ppl: Option<f64>,
+    /// Who reported it (or "no published figure").
+    pub source: &'static str,
+    /// Where.
+    pub url: Option<&'static str>,
+    /// Context: how the figure was obtained, or what to compare with instead.
+    pub note: &'static str,
+}
+
+/// One recipe: a dataset of the manifest trained with a preset.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipe {
+    /// Name on the command line.
+    pub name: &'static str,
+    /// Dataset name in `datasets/manifest.json`.
+    pub dataset: &'static str,
+    /// Preset name (`crates/train/presets/<preset>.toml`).
+    pub preset: &'static str,
+    /// One line for `--list` and the README.
+    pub about: &'static str,
+    /// The published reference figure.
+    pub published: Published,
+}
+
+/// Every recipe.
+pub const RECIPES: &[Recipe] = &[
+    Recipe {
+        name: "char-rnn",
+        dataset: "tiny-shakespeare",
+        preset: "char-rnn",
+        about: "character-level Tiny Shakespeare, karpathy/char-rnn's defaults (2x128 LSTM, RMSprop)",
+        published: Published {
+            test_ppl: None,
+            source: "no published figure",
+            url: Some("https://github.com/karpathy/char-rnn"),
+            note: "karpathy/char-rnn reports no test loss; our PyTorch reference \
+                   (shared/bench/torch_lm_train.py, same settings) reaches valid 1.49 and test \
+                   1.61 nats per character after 10 epochs",
+        },
+    },
+    Recipe {
+        name: "wt2-small",
+        dataset: "wikitext-2",
+        preset: "wt2-small",
+        about: "WikiText-2, pytorch/examples word_language_model defaults (2x200 LSTM, 40 epochs)",
+        published: Published {
+            test_ppl: None,
+            source: "no published figure",
+            url: Some("https://github.com/pytorch/examples/issues/281"),
+            note: "pytorch/examples publishes no WikiText-2 figure for its defaults (the README's \
+                   figures were PTB ones and were removed); a user reports test ppl 100.33 for \
+                   the tied variant (--tied) in pytorch/examples#281",
+        },
+    },
+    Recipe {
+        name: "wt2-medium",
+        dataset: "wikitext-2",
+        preset: "wt2-medium",
+        about: "WikiText-2, tied 2x650 LSTM, dropout 0.5, 40 epochs",
+        published: Published {
+            test_ppl: Some(86.68),
+            source: "pytorch/examples word_language_model, user report",
+            url: Some("https://github.com/pytorch/examples/issues/281"),
+            note: "one run of `main.py --emsize 650 --nhid 650 --dropout 0.5 --epochs 40 --tied` \
+                   (valid ppl 91.70), reported in pytorch/examples#281",
+        },
+    },
+    Recipe {
+        name: "ptb-small",
+        dataset: "ptb",
+        preset: "ptb-small",
+        about: "Penn Treebank, Zaremba et al. 2014 small (2x200 LSTM, no dropout, 13 epochs)",
+        published: Published {
+            test_ppl: Some(114.5),
+            source: "Zaremba et al. 2014",
+            url: Some("https://arxiv.org/abs/1409.2329"),
+            note: "Recurrent Neural Network Regularization, Table 1, non-regularized LSTM \
+                   (valid 120.7, test 114.5)",
+        },
+    },
+    Recipe {
+        name: "ptb-medium",
+        dataset: "ptb",
+        preset: "ptb-medium",
+        about: "Penn Treebank, Zaremba et al. 2014 medium (2x650 LSTM, dropout 0.5, 39 epochs)",
+        published: Published {
+            test_ppl: Some(82.7),
+            source: "Zaremba et al. 2014",
+            url: Some("https://arxiv.org/abs/1409.2329"),
+            note: "Recurrent Neural Network Regularization, Table 1, medium regularized LSTM \
+                   (valid 86.2, test 82.7)",
+        },
+    },
+];
+
+/// The recipe called `name`.
+pub fn recipe(name: &str) -> Result<&'static Recipe> {
+    RECIPES.iter().find(|r| r.name == name).ok_or_else(|| {
+        anyhow!(
+            "unknown recipe '{name}': use one of {}",
+            RECIPES
+                .iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// `cargo xtask train` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Recipe to run (see --list).
+    #[arg(required_unless_present = "list")]
+    pub recipe: Option<String>,
+    /// List the recipes and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Fetch the dataset from this local folder or http(s) base URL instead of the manifest's URLs.
+    #[arg(long, value_name = "DIR|URL")]
+    pub mirror: Option<Mirror>,
+    /// Run folder [default: runs/RECIPE in the project root]; must not hold a run yet.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Data folder; the dataset goes to DATA_DIR/DATASET [default: data/ in the project root].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Manifest to read [default: datasets/manifest.json].
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Train this many epochs instead of the preset's.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop each epoch after this many batches (a budget for quick runs; 0 = whole epoch).
+    #[arg(long)]
+    pub max_batches: Option<usize>,
+    /// Any setting as KEY=VALUE over the preset (e.g. train.seed=7); repeatable, applied last.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Backend: flex (CPU, default), ndarray (CPU) or wgpu (GPU).
+    #[arg(long, default_value = "flex", value_parser = parse_backend)]
+    pub backend: BackendKind,
+    /// GPU adapter index for wgpu (0 = the default adapter).
+    #[arg(long = "device", default_value_t = 0)]
+    pub device_index: usize,
+    /// CPU threads for the CPU backends (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the plan (dataset, settings, run folder, published figure) and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Plain log lines instead of a progress bar.
+    #[arg(long, conflicts_with = "quiet")]
+    pub log_lines: bool,
+    /// No progress output (the result line is still printed).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    s.parse()
+        .map_err(|e: lstm_lm_model::ModelError| e.to_string())
+}
+
+/// What a recipe run will do, resolved from the arguments.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub recipe: &'static Recipe,
+    /// Preset with the overrides applied, validated.
+    pub settings: TrainSettings,
+    pub manifest: PathBuf,
+    pub data_dir: PathBuf,
+    pub out: PathBuf,
+}
+
+impl Plan {
+    /// Resolves and validates everything without touching the network or the run folder.
+    pub fn new(args: &TrainArgs) -> Result<Plan> {
+        let name = args
+            .recipe
+            .as_deref()
+            .ok_or_else(|| anyhow!("missing RECIPE (see --list)"))?;
+        let recipe = recipe(name)?;
+        let mut settings = TrainSettings::preset(recipe.preset)?;
+        if let Some(e) = args.epochs {
+            settings = settings.set(&format!("train.epochs={e}"))?;
+        }
+        if let Some(m) = args.max_batches {
+            settings = settings.set(&format!("train.max_batches={m}"))?;
+        }
+        for a in &args.set {
+            settings = settings.set(a)?;
+        }
+        let manifest_path = args.manifest.clone().unwrap_or_else(Manifest::default_path);
+        let manifest = Manifest::load(&manifest_path)?;
+        let ds = manifest.get(recipe.dataset)?;
+        // The manifest decides how the dataset splits: one file cut by fractions, or one file
+        // per split.
+        settings.data.split = match &ds.splits {
+            Splits::Fraction {
+                train, valid, test, ..
+            } => Some([*train, *valid, *test]),
+            Splits::Files { .. } => None,
+        };
+        settings.validate()?;
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| crate::project_root().join("runs").join(recipe.name));
+        Ok(Plan {
+            recipe,
+            settings,
+            manifest: manifest_path,
+            data_dir: args.data_dir.clone().unwrap_or_else(default_data_dir),
+            out,
+        })
+    }
+
+    /// Whether the recipe's tokens are characters (then losses are also given in bits/char).
+    pub fn char_level(&self) -> bool {
+        self.settings.data.tokenizer == TokenizerChoice::Char
+    }
+
+    /// The plan, as `--dry-run` prints it.
+    pub fn describe(&self, args: &TrainArgs) -> Result<String> {
+        let r = self.recipe;
+        let s = &self.settings;
+        let manifest = Manifest::load(&self.manifest)?;
+        let ds = manifest.get(r.dataset)?;
+        let dir = self.data_dir.join(&ds.name);
+        let present = ds.files.iter().all(|f| dir.join(&f.path).is_file());
+        let source = if present {
+            "in place (verified before training)".to_owned()
+        } else {
+            match &args.mirror {
+                Some(Mirror::Local(p)) => format!("fetched from mirror {}", show(p)),
+                Some(Mirror::Url(u)) => format!("fetched from mirror {u}"),
+                None => "fetched from the manifest's URLs".to_owned(),
+            }
+        };
+        let split = match &ds.splits {
+            Splits::Fraction {
+                file,
+                train,
+                valid,
+                test,
+            } => format!("{file} cut in order {train}/{valid}/{test}"),
+            Splits::Files { train, valid, test } => format!("{train}, {valid}, {test}"),
+        };
+        let m = &s.model;
+        let o = &s.optim;
+        let schedule = match s.schedule.kind {
+            ScheduleKind::Constant => "constant".to_owned(),
+            ScheduleKind::Step => format!(
+                "x{} every {} epoch(s) after epoch {}",
+                s.schedule.gamma, s.schedule.step_size, s.schedule.start_epoch
+            ),
+            ScheduleKind::Cosine => format!("cosine to {}", s.schedule.min_lr),
+            ScheduleKind::Plateau => format!(
+                "x{} when validation stalls (patience {})",
+                s.schedule.factor, s.schedule.patience
+            ),
+        };
+        let budget = if s.train.max_batches == 0 {
+            "whole epochs".to_owned()
+        } else {
+            format!("at most {} batches per epoch", s.train.max_batches)
+        };
+        let mut lines = vec![
+            format!("recipe    {}: {}", r.name, r.about),
+            format!("dataset   {} in {}: {source}", ds.name, show(&dir)),
+            format!("splits    {split}"),
+            format!("preset    {}: {}", r.preset, s.description),
+            format!(
+                "model     {:?} {}x{}, embedding {}, dropout {}, tied {}, {:?} tokens",
+                m.cell,
+                m.num_layers,
+                m.hidden_size,
+                m.embedding_size,
+                m.dropout,
+                m.tie_weights,
+                s.data.tokenizer
+            )
+            .to_lowercase(),
+            format!(
+                "optimizer {:?} lr {}, clip {}, schedule {schedule}",
+                o.optimizer,
+                o.lr,
+                o.clip
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "none".into())
+            )
+            .to_lowercase(),
+            format!(
+                "training  {} epochs ({budget}), batch {}, bptt {}, eval batch {}, seed {}",
+                s.train.epochs,
+                s.data.batch_size,
+                s.data.bptt,
+                s.data.eval_batch_size,
+                s.train.seed
+            ),
+            format!(
+                "backend   {}{}",
+                args.backend,
+                args.threads
+                    .map(|t| format!(", {t} threads"))
+                    .unwrap_or_default()
+            ),
+            format!("run       {} (summary.json)", show(&self.out)),
+            format!("published {}", published_text(&r.published)),
+        ];
+        lines.push("dry run: nothing fetched or trained".to_owned());
+        Ok(lines.join("\n"))
+    }
+}
+
+fn published_text(p: &Published) -> String {
+    match p.test_ppl {
+        Some(ppl) => format!("test ppl {ppl} ({}; {})", p.source, p.note),
+        None => format!("{} ({})", p.source, p.note),
+    }
+}
+
+/// An evaluation in `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalFigures {
+    /// Mean cross-entropy, nats per token.
+    pub loss_nats: f64,
+    pub ppl: f64,
+    /// Bits per character (char-level recipes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bits_per_char: Option<f64>,
+    pub accuracy: f64,
+    pub tokens: u64,
+}
+
+impl EvalFigures {
+    fn new(e: &EvalResult, char_level: bool) -> EvalFigures {
+        EvalFigures {
+            loss_nats: e.loss,
+            ppl: e.ppl,
+            bits_per_char: char_level.then(|| e.loss / std::f64::consts::LN_2),
+            accuracy: e.accuracy,
+            tokens: e.tokens,
+        }
+    }
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecipeSummary {
+    pub recipe: String,
+    pub dataset: String,
+    pub preset: String,
+    pub backend: String,
+    /// Epochs the settings asked for.
+    pub epochs_planned: usize,
+    /// Epochs completed (fewer when early stopping ended the run).
+    pub epochs_run: usize,
+    /// Batch budget per epoch (0 = whole epochs).
+    pub max_batches: usize,
+    pub stopped_early: bool,
+    /// The whole command: download check, tokenization, training, validation, test.
+    pub wall_s: f64,
+    /// The training loop with per-epoch validation and checkpoints.
+    pub train_loop_s: f64,
+    /// Time in training batches only.
+    pub train_batches_s: f64,
+    pub train_tokens: u64,
+    /// `train_tokens / train_batches_s`, as the PyTorch reference's `train_tok_per_s`.
+    pub tokens_per_s: f64,
+    pub last_train_loss_nats: f64,
+    /// The best model on the validation split.
+    pub best_valid: Option<EvalFigures>,
+    /// The best model on the test split.
+    pub test: Option<EvalFigures>,
+    pub published: Published,
+    pub run_dir: PathBuf,
+    /// The merged settings the run used.
+    pub settings: TrainSettings,
+    /// The line printed on stdout.
+    pub line: String,
+}
+
+/// The one result line, e.g. `ptb-small: test ppl 118.3 (published 114.5, Zaremba et al.
+/// 2014) after 13 epochs in 2h10m`.
+pub fn result_line(
+    recipe: &Recipe,
+    test: Option<&EvalFigures>,
+    valid: Option<&EvalFigures>,
+    epochs: usize,
+    wall_s: f64,
+) -> String {
+    let p = &recipe.published;
+    let reference = match p.test_ppl {
+        Some(ppl) => format!("published {ppl}, {}", p.source),
+        None => p.source.to_owned(),
+    };
+    let figure = match (test, valid) {
+        (Some(t), _) => format!("test ppl {:.2}", t.ppl) + &nats_bits(t),
+        (None, Some(v)) => format!("valid ppl {:.2}", v.ppl) + &nats_bits(v),
+        (None, None) => "no test or validation figure".to_owned(),
+    };
+    format!(
+        "{}: {figure} ({reference}) after {epochs} epoch{} in {}",
+        recipe.name,
+        if epochs == 1 { "" } else { "s" },
+        format_secs(wall_s)
+    )
+}
+
+fn nats_bits(e: &EvalFigures) -> String {
+    match e.bits_per_char {
+        Some(b) => format!(", {:.3} nats, {b:.3} bits/char", e.loss_nats),
+        None => format!(", {:.3} nats", e.loss_nats),
+    }
+}
+
+/// Fetches the dataset, trains and evaluates; writes `summary.json`. `Ok(None)` when Ctrl-C
+/// stopped the run (a checkpoint was saved).
+pub fn run_plan(
+    plan: &Plan,
+    args: &TrainArgs,
+    stop: Option<Arc<AtomicBool>>,
+) -> Result<Option<RecipeSummary>> {
+    let started = Instant::now();
+    if plan.out.join("config.json").exists() {
+        bail!(
+            "{} already holds a run: choose another --out, or continue it with `lstm-lm train --resume {}`",
+            show(&plan.out),
+            plan.out.display()
+        );
+    }
+    let r = plan.recipe;
+    let report = download(&DownloadOptions {
+        name: r.dataset.to_owned(),
+        manifest: plan.manifest.clone(),
+        dest: plan.data_dir.clone(),
+        mirror: args.mirror.clone(),
+        force: false,
+        print_checksums: false,
+    })?;
+    let data = match report.paths.splits {
+        SplitPaths::Files { train, valid, test } => DataFiles {
+            train: vec![train],
+            valid: Some(valid),
+            test: Some(test),
+        },
+        SplitPaths::Fraction { file, .. } => DataFiles {
+            train: vec![file],
+            valid: None,
+            test: None,
+        },
+    };
+    let device = setup_device(args.backend, args.device_index, args.threads)?;
+    let progress = if args.quiet {
+        ProgressMode::Quiet
+    } else if args.log_lines {
+        ProgressMode::Lines
+    } else {
+        ProgressMode::Auto
+    };
+    let outcome = train(TrainOptions {
+        settings: plan.settings.clone(),
+        data,
+        out: plan.out.clone(),
+        backend: args.backend,
+        device,
+        extra_devices: Vec::new(),
+        resume: false,
+        epochs_override: None,
+        stop,
+        progress,
+        stop_at_step: None,
+    })
+    .with_context(|| format!("recipe {}", r.name))?;
+    let summary: TrainSummary = match outcome {
+        TrainOutcome::Finished(s) => s,
+        TrainOutcome::Interrupted { checkpoint } => {
+            eprintln!(
+                "interrupted: checkpoint saved in \"{}\"; continue with: lstm-lm train --resume \"{}\" (no summary.json is written for a resumed recipe)",
+                checkpoint.display(),
+                plan.out.display()
+            );
+            return Ok(None);
+        }
+    };
+    let char_level = plan.char_level();
+    let best_valid = summary
+        .best_valid
+        .as_ref()
+        .map(|e| EvalFigures::new(e, char_level));
+    let test = summary
+        .test
+        .as_ref()
+        .map(|e| EvalFigures::new(e, char_level));
+    let wall_s = started.elapsed().as_secs_f64();
+    let line = result_line(
+        r,
+        test.as_ref(),
+        best_valid.as_ref(),
+        summary.epochs,
+        wall_s,
+    );
+    let out = RecipeSummary {
+        recipe: r.name.to_owned(),
+        dataset: r.dataset.to_owned(),
+        preset: r.preset.to_owned(),
+        backend: args.backend.to_string(),
+        epochs_planned: plan.settings.train.epochs,
+        epochs_run: summary.epochs,
+        max_batches: plan.settings.train.max_batches,
+        stopped_early: summary.stopped_early,
+        wall_s,
+        train_loop_s: summary.elapsed_s,
+        train_batches_s: summary.train_s,
+        train_tokens: summary.train_tokens,
+        tokens_per_s: summary.train_tokens as f64 / summary.train_s.max(1e-9),
+        last_train_loss_nats: summary.last_train_loss,
+        best_valid,
+        test,
+        published: r.published,
+        run_dir: plan.out.clone(),
+        settings: plan.settings.clone(),
+        line,
+    };
+    let json = serde_json::to_string_pretty(&out)? + "\n";
+    write_atomic(&summary_path(&plan.out), json.as_bytes())?;
+    Ok(Some(out))
+}
+
+/// `<run>/summary.json`.
+pub fn summary_path(run: &Path) -> PathBuf {
+    run.join("summary.json")
+}
+
+/// Runs `cargo xtask train`. A run stopped by Ctrl-C exits with status 130 (128 + SIGINT), as
+/// `lstm-lm train` does, after saving a checkpoint.
+pub fn run(args: &TrainArgs) -> Result<()> {
+    if args.list {
+        for r in RECIPES {
+            println!(
+                "{:<11} {:<17} {:<11} {}",
+                r.name, r.dataset, r.preset, r.about
+            );
+        }
+        return Ok(());
+    }
+    let plan = Plan::new(args)?;
+    if args.dry_run {
+        println!("{}", plan.describe(args)?);
+        return Ok(());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    match run_plan(&plan, args, Some(stop))? {
+        Some(summary) => {
+            println!("{}", summary.line);
+            Ok(())
+        }
+        None => std::process::exit(130),
+    }
+}
