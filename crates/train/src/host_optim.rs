@@ -23,11 +23,49 @@ fn on_host<const D: usize>(tensor: &Tensor<D>) -> bool {
     tensor.dtype() == DType::F32 && fused::enabled() && fused::supports(&tensor.device())
 }
 
-fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-    tensor
-        .into_data()
-        .try_into_vec::<f32>()
-        .expect("an f32 tensor reads as f32")
+/// One parallel pass over four equally long inputs producing three outputs, written straight
+/// into fresh buffers (no zero-filling first).
+fn map3(
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    d: &[f32],
+    f: impl Fn(f32, f32, f32, f32) -> (f32, f32, f32) + Sync,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let n = a.len();
+    assert!(b.len() == n && c.len() == n && d.len() == n);
+    let (mut x, mut y, mut z) = (
+        Vec::<f32>::with_capacity(n),
+        Vec::<f32>::with_capacity(n),
+        Vec::<f32>::with_capacity(n),
+    );
+    x.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .zip(y.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
+        .zip(z.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
+        .enumerate()
+        .for_each(|(k, ((x, y), z))| {
+            let range = k * CHUNK..k * CHUNK + x.len();
+            let inputs = a[range.clone()]
+                .iter()
+                .zip(&b[range.clone()])
+                .zip(&c[range.clone()])
+                .zip(&d[range]);
+            let outputs = x.iter_mut().zip(y.iter_mut()).zip(z.iter_mut());
+            for (((x, y), z), (((&a, &b), &c), &d)) in outputs.zip(inputs) {
+                let (u, v, w) = f(a, b, c, d);
+                x.write(u);
+                y.write(v);
+                z.write(w);
+            }
+        });
+    // SAFETY: every element of the first `n` was written above.
+    unsafe {
+        x.set_len(n);
+        y.set_len(n);
+        z.set_len(n);
+    }
+    (x, y, z)
 }
 
 fn tensor<const D: usize>(values: Vec<f32>, shape: &[usize], device: &Device) -> Tensor<D> {
@@ -80,19 +118,30 @@ impl Optimizer for HostAdam {
         {
             return self.burn.step(lr, param, grad, state);
         }
+        let (Some(p), Some(g)) = (fused::host_values(&param), fused::host_values(&grad)) else {
+            return self.burn.step(lr, param, grad, state);
+        };
         let device = param.device();
         let shape = param.dims().to_vec();
-        let n = param.shape().num_elements();
-        let (time, m, v) = match state {
-            Some(s) => (
-                s.momentum.time,
-                values(s.momentum.moment_1),
-                values(s.momentum.moment_2),
-            ),
-            None => (0, vec![0.0; n], vec![0.0; n]),
+        let n = p.len();
+        let previous = match &state {
+            Some(s) => {
+                let m = fused::host_values(&s.momentum.moment_1);
+                let v = fused::host_values(&s.momentum.moment_2);
+                match (m, v) {
+                    (Some(m), Some(v)) => Some((s.momentum.time, m, v)),
+                    _ => return self.burn.step(lr, param, grad, state),
+                }
+            }
+            None => None,
         };
-        let (mut p, g, mut m, mut v) = (values(param), values(grad), m, v);
-        let time = time + 1;
+        let time = previous.as_ref().map_or(0, |s| s.0) + 1;
+        let zeros = previous.is_none().then(|| vec![0.0f32; n]);
+        let (m, v): (&[f32], &[f32]) = match (&previous, &zeros) {
+            (Some((_, m, v)), _) => (m, v),
+            (None, Some(z)) => (z, z),
+            (None, None) => unreachable!("zeros exist when there is no previous state"),
+        };
         let (b1, b2) = (self.beta_1, self.beta_2);
         // burn's form: m·√(1−β₂ᵗ)/(1−β₁ᵗ) / (√v + ε·√(1−β₂ᵗ)).
         let correction_2 = (1.0 - b2.powi(time as i32)).sqrt();
@@ -100,24 +149,22 @@ impl Optimizer for HostAdam {
         let eps = self.epsilon * correction_2;
         let lr = lr as f32;
         let decay = self.weight_decay.unwrap_or(0.0);
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(m.par_chunks_mut(CHUNK))
-            .zip(v.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), m), v)| {
-                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
-                    let g = if decay != 0.0 { g + decay * *p } else { g };
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *p -= lr * (*m * factor / (v.sqrt() + eps));
-                }
-            });
+        let (p_new, m_new, v_new) = map3(&p, &g, m, v, |p, g, m, v| {
+            let g = if decay != 0.0 { g + decay * p } else { g };
+            let m = b1 * m + (1.0 - b1) * g;
+            let v = b2 * v + (1.0 - b2) * g * g;
+            (p - lr * (m * factor / (v.sqrt() + eps)), m, v)
+        });
+        drop((p, g, previous));
         let momentum = AdaptiveMomentumState::new(
             time,
-            tensor(m, &shape, &device),
-            tensor(v, &shape, &device),
+            tensor(m_new, &shape, &device),
+            tensor(v_new, &shape, &device),
         );
-        (tensor(p, &shape, &device), Some(AdamState::new(momentum)))
+        (
+            tensor(p_new, &shape, &device),
+            Some(AdamState::new(momentum)),
+        )
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
@@ -168,30 +215,37 @@ impl Optimizer for HostRmsProp {
         if !self.host_applies || !on_host(&param) {
             return self.burn.step(lr, param, grad, state);
         }
+        let (Some(p), Some(g)) = (fused::host_values(&param), fused::host_values(&grad)) else {
+            return self.burn.step(lr, param, grad, state);
+        };
         let device = param.device();
         let shape = param.dims().to_vec();
-        let n = param.shape().num_elements();
-        let (mut square_avg, first) = match state {
-            Some(s) => (values(s.square_avg.square_avg), false),
-            None => (vec![0.0; n], true),
+        let n = p.len();
+        let previous = match &state {
+            Some(s) => match fused::host_values(&s.square_avg.square_avg) {
+                Some(v) => Some(v),
+                None => return self.burn.step(lr, param, grad, state),
+            },
+            None => None,
         };
-        let (mut p, g) = (values(param), values(grad));
-        let alpha = if first { 0.0 } else { self.alpha };
+        let zeros = previous.is_none().then(|| vec![0.0f32; n]);
+        let avg: &[f32] = match (&previous, &zeros) {
+            (Some(v), _) => v,
+            (None, Some(z)) => z,
+            (None, None) => unreachable!("zeros exist when there is no previous state"),
+        };
+        // The first step starts from zero: burn writes (1−α)·g² there too.
+        let alpha = if previous.is_none() { 0.0 } else { self.alpha };
         let keep = 1.0 - self.alpha;
         let (eps, lr) = (self.epsilon, lr as f32);
         let decay = self.weight_decay.unwrap_or(0.0);
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(square_avg.par_chunks_mut(CHUNK))
-            .for_each(|((p, g), s)| {
-                for ((p, &g), s) in p.iter_mut().zip(g).zip(s) {
-                    let g = if decay != 0.0 { g + decay * *p } else { g };
-                    // The first step starts from zero: burn writes (1−α)·g² there too.
-                    *s = alpha * *s + keep * g * g;
-                    *p -= lr * (g / (s.sqrt() + eps));
-                }
-            });
-        let square_avg = tensor::<D>(square_avg, &shape, &device);
+        let (p_new, avg_new, _) = map3(&p, &g, avg, avg, |p, g, s, _| {
+            let g = if decay != 0.0 { g + decay * p } else { g };
+            let s = alpha * s + keep * g * g;
+            (p - lr * (g / (s.sqrt() + eps)), s, 0.0)
+        });
+        drop((p, g, previous));
+        let square_avg = tensor::<D>(avg_new, &shape, &device);
         let state = RmsPropState::new(
             SquareAvgState {
                 square_avg: square_avg.clone(),
@@ -202,7 +256,7 @@ impl Optimizer for HostRmsProp {
             },
             None,
         );
-        (tensor(p, &shape, &device), Some(state))
+        (tensor(p_new, &shape, &device), Some(state))
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
@@ -246,6 +300,10 @@ mod tests {
         let mut all = values(model.a.val().inner());
         all.extend(values(model.b.val().inner()));
         all
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().unwrap()
     }
 
     fn assert_close(got: &[f32], want: &[f32]) {

@@ -228,3 +228,36 @@ pub fn projected_cross_entropy(
     let correct = packed.narrow(0, 1, 1).detach();
     (loss, correct)
 }
+
+/// The values of an `f32` tensor on the Flex backend, borrowed from its buffer (no copy).
+///
+/// Made by [`host_values`]; keeps the buffer alive while it is read.
+pub struct HostValues {
+    tensor: burn::backend::flex::FlexTensor,
+}
+
+impl std::ops::Deref for HostValues {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        self.tensor
+            .as_slice::<f32>()
+            .expect("checked contiguous f32 when made")
+    }
+}
+
+/// Borrows the values of `tensor` when it is a contiguous `f32` tensor on the Flex backend (with
+/// or without autodiff); `None` elsewhere, where callers use tensor operations instead.
+pub fn host_values<const D: usize>(tensor: &Tensor<D>) -> Option<HostValues> {
+    use burn::backend::{BackendTensor, DispatchTensorKind};
+    let mut kind = tensor.clone().into_dispatch().kind;
+    while let DispatchTensorKind::Autodiff(inner) = kind {
+        kind = *inner;
+    }
+    match kind {
+        DispatchTensorKind::Flex(BackendTensor::Float(t)) if t.as_slice::<f32>().is_some() => {
+            Some(HostValues { tensor: t })
+        }
+        _ => None,
+    }
+}
