@@ -182,18 +182,13 @@ pub fn cross_entropy(
     targets: Tensor<1, Int>,
     ignore: Option<u32>,
 ) -> (Tensor<1>, Tensor<1>) {
-    let weights = match ignore {
-        Some(pad) => targets.clone().not_equal_elem(pad as i64).float(),
-        None => Tensor::ones(targets.dims(), &targets.device()),
-    };
+    let weights = row_weights(&targets, ignore);
     let packed = Tensor::<1>::from_dispatch(<Dispatch as FusedLossBackend>::fused_cross_entropy(
         logits.into_dispatch(),
         targets.float().into_dispatch(),
         weights.into_dispatch(),
     ));
-    let loss = packed.clone().narrow(0, 0, 1);
-    let correct = packed.narrow(0, 1, 1).detach();
-    (loss, correct)
+    split_loss(packed)
 }
 
 /// The output projection `hidden · weightᵀ + bias` and [`cross_entropy`] as one operation: the
@@ -211,10 +206,7 @@ pub fn projected_cross_entropy(
     targets: Tensor<1, Int>,
     ignore: Option<u32>,
 ) -> (Tensor<1>, Tensor<1>) {
-    let weights = match ignore {
-        Some(pad) => targets.clone().not_equal_elem(pad as i64).float(),
-        None => Tensor::ones(targets.dims(), &targets.device()),
-    };
+    let weights = row_weights(&targets, ignore);
     let packed = Tensor::<1>::from_dispatch(
         <Dispatch as FusedLossBackend>::fused_projected_cross_entropy(
             hidden.into_dispatch(),
@@ -224,9 +216,7 @@ pub fn projected_cross_entropy(
             weights.into_dispatch(),
         ),
     );
-    let loss = packed.clone().narrow(0, 0, 1);
-    let correct = packed.narrow(0, 1, 1).detach();
-    (loss, correct)
+    split_loss(packed)
 }
 
 /// The values of an `f32` tensor on the Flex backend, borrowed from its buffer (no copy).
@@ -260,4 +250,19 @@ pub fn host_values<const D: usize>(tensor: &Tensor<D>) -> Option<HostValues> {
         }
         _ => None,
     }
+}
+
+/// 1 for every row that counts, 0 for rows whose target is `ignore`.
+fn row_weights(targets: &Tensor<1, Int>, ignore: Option<u32>) -> Tensor<1> {
+    match ignore {
+        Some(pad) => targets.clone().not_equal_elem(pad as i64).float(),
+        None => Tensor::ones(targets.dims(), &targets.device()),
+    }
+}
+
+/// The loss operations' `[2]` output as the loss (with its gradient) and the detached count.
+fn split_loss(packed: Tensor<1>) -> (Tensor<1>, Tensor<1>) {
+    let loss = packed.clone().narrow(0, 0, 1);
+    let correct = packed.narrow(0, 1, 1).detach();
+    (loss, correct)
 }
