@@ -14,8 +14,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use lstm_lm_model::burn::optim::GradientsParams;
-use lstm_lm_model::burn::tensor::{Device, Int, Tensor, TensorData};
+use lstm_lm_model::burn::tensor::Device;
 use lstm_lm_model::{BackendKind, CellKind, LanguageModelConfig, device_for};
+use lstm_lm_train::data::{ids_tensor, targets_tensor};
 use lstm_lm_train::loss::projected_cross_entropy;
 use lstm_lm_train::optim::{build_optimizer, clip_global_norm};
 use lstm_lm_train::settings::{OptimSettings, OptimizerKind};
@@ -334,26 +335,6 @@ fn time_iters(warmup: usize, iters: usize, mut step: impl FnMut()) -> (Vec<f64>,
     (wall, cpu)
 }
 
-fn backend_kind(name: &str) -> Result<BackendKind> {
-    match name {
-        "flex" => Ok(BackendKind::Flex),
-        "ndarray" => Ok(BackendKind::Ndarray),
-        "wgpu" => Ok(BackendKind::Wgpu),
-        other => bail!("unknown backend `{other}`: use flex, ndarray or wgpu"),
-    }
-}
-
-fn ids(values: Vec<u32>, shape: [usize; 2], device: &Device) -> Tensor<2, Int> {
-    let v: Vec<i64> = values.into_iter().map(i64::from).collect();
-    Tensor::from_data(TensorData::new(v, shape), device)
-}
-
-fn ids1(values: Vec<u32>, device: &Device) -> Tensor<1, Int> {
-    let n = values.len();
-    let v: Vec<i64> = values.into_iter().map(i64::from).collect();
-    Tensor::from_data(TensorData::new(v, [n]), device)
-}
-
 /// Runs one configuration in this process and prints one line in the PyTorch script's format.
 pub fn run_one(args: &BenchOneArgs) -> Result<()> {
     rayon::ThreadPoolBuilder::new()
@@ -361,7 +342,7 @@ pub fn run_one(args: &BenchOneArgs) -> Result<()> {
         .build_global()
         .context("cannot set up the thread pool")?;
     lstm_lm_model::fused::set_enabled(!args.composed);
-    let device = device_for(backend_kind(&args.backend)?, 0)?;
+    let device = device_for(args.backend.parse::<BackendKind>()?, 0)?;
     device.seed(0);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let (unit, work, (wall, cpu)) = match args.config {
@@ -426,9 +407,9 @@ fn bench_seed(
                 .map(|_| rng.random_range(1..VOCAB as u32))
                 .collect();
             (
-                ids(inputs, [batch, time], &train),
-                ids1(positions, &train),
-                ids1(targets, &train),
+                ids_tensor(&inputs, batch, time, &train),
+                targets_tensor(&positions, &train),
+                targets_tensor(&targets, &train),
             )
         })
         .collect();
@@ -478,7 +459,10 @@ fn bench_lm(
             x.extend_from_slice(&s[start..start + time]);
             y.extend_from_slice(&s[start + 1..start + time + 1]);
         }
-        (ids(x, [batch, time], &train), ids1(y, &train))
+        (
+            ids_tensor(&x, batch, time, &train),
+            targets_tensor(&y, &train),
+        )
     };
     let pool: Vec<_> = (0..windows).map(window).collect();
     let mut state = None;

@@ -480,13 +480,7 @@ pub fn run_plan(
         },
     };
     let device = setup_device(args.backend, args.device_index, args.threads)?;
-    let progress = if args.quiet {
-        ProgressMode::Quiet
-    } else if args.log_lines {
-        ProgressMode::Lines
-    } else {
-        ProgressMode::Auto
-    };
+    let progress = ProgressMode::from_flags(args.quiet, args.log_lines);
     let outcome = train(TrainOptions {
         settings: plan.settings.clone(),
         data,

@@ -25,78 +25,74 @@ fn on_host<const D: usize>(tensor: &Tensor<D>) -> bool {
     tensor.dtype() == DType::F32 && fused::enabled() && fused::supports(&tensor.device())
 }
 
-/// One parallel pass over four equally long inputs producing three outputs, written straight
-/// into fresh buffers (no zero-filling first).
-fn map3(
-    a: &[f32],
-    b: &[f32],
-    c: &[f32],
-    d: &[f32],
-    f: impl Fn(f32, f32, f32, f32) -> (f32, f32, f32) + Sync,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let n = a.len();
-    assert!(b.len() == n && c.len() == n && d.len() == n);
-    let (mut x, mut y, mut z) = (
-        Vec::<f32>::with_capacity(n),
-        Vec::<f32>::with_capacity(n),
-        Vec::<f32>::with_capacity(n),
-    );
-    x.spare_capacity_mut()[..n]
-        .par_chunks_mut(CHUNK)
-        .zip(y.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
-        .zip(z.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
-        .enumerate()
-        .for_each(|(k, ((x, y), z))| {
-            let range = k * CHUNK..k * CHUNK + x.len();
-            let inputs = [
-                &a[range.clone()],
-                &b[range.clone()],
-                &c[range.clone()],
-                &d[range],
-            ];
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2, checked just above.
-                unsafe { map3_chunk_avx2(inputs, [x, y, z], &f) };
-                return;
-            }
-            map3_chunk(inputs, [x, y, z], &f);
-        });
-    // SAFETY: every element of the first `n` was written above.
-    unsafe {
-        x.set_len(n);
-        y.set_len(n);
-        z.set_len(n);
+/// One parallel pass over `IN` equally long inputs producing `OUT` outputs element by element,
+/// written straight into fresh buffers (no zero-filling first).
+fn host_pass<const IN: usize, const OUT: usize>(
+    inputs: [&[f32]; IN],
+    f: impl Fn([f32; IN]) -> [f32; OUT] + Sync,
+) -> [Vec<f32>; OUT] {
+    let n = inputs[0].len();
+    assert!(inputs.iter().all(|x| x.len() == n));
+    let mut outputs: [Vec<f32>; OUT] = std::array::from_fn(|_| Vec::with_capacity(n));
+    let chunks = n.div_ceil(CHUNK);
+    // Each task owns one chunk of every output.
+    let mut tasks: Vec<[&mut [MaybeUninit<f32>]; OUT]> = (0..chunks)
+        .map(|_| std::array::from_fn(|_| Default::default()))
+        .collect();
+    for (k, out) in outputs.iter_mut().enumerate() {
+        for (task, chunk) in tasks
+            .iter_mut()
+            .zip(out.spare_capacity_mut()[..n].chunks_mut(CHUNK))
+        {
+            task[k] = chunk;
+        }
     }
-    (x, y, z)
+    tasks.into_par_iter().enumerate().for_each(|(c, out)| {
+        let start = c * CHUNK;
+        let len = out[0].len();
+        let inputs = inputs.map(|x| &x[start..start + len]);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { host_pass_chunk_avx2(inputs, out, &f) };
+            return;
+        }
+        host_pass_chunk(inputs, out, &f);
+    });
+    for out in &mut outputs {
+        // SAFETY: every element of the first `n` was written above.
+        unsafe { out.set_len(n) };
+    }
+    outputs
 }
 
-/// The body of [`map3`] for one chunk, written so that it vectorises (square roots and
+/// The body of [`host_pass`] for one chunk, written so that it vectorises (square roots and
 /// divisions included: they are exact IEEE operations in any lane width).
 #[inline(always)]
-fn map3_chunk(
-    [a, b, c, d]: [&[f32]; 4],
-    [x, y, z]: [&mut [MaybeUninit<f32>]; 3],
-    f: &impl Fn(f32, f32, f32, f32) -> (f32, f32, f32),
+fn host_pass_chunk<const IN: usize, const OUT: usize>(
+    inputs: [&[f32]; IN],
+    outputs: [&mut [MaybeUninit<f32>]; OUT],
+    f: &impl Fn([f32; IN]) -> [f32; OUT],
 ) {
-    let n = x.len();
-    let (a, b, c, d, y, z) = (&a[..n], &b[..n], &c[..n], &d[..n], &mut y[..n], &mut z[..n]);
+    let n = outputs[0].len();
+    let inputs = inputs.map(|x| &x[..n]);
+    let mut outputs = outputs.map(|x| &mut x[..n]);
     for i in 0..n {
-        let (u, v, w) = f(a[i], b[i], c[i], d[i]);
-        x[i].write(u);
-        y[i].write(v);
-        z[i].write(w);
+        let values = f(inputs.map(|x| x[i]));
+        for (out, v) in outputs.iter_mut().zip(values) {
+            out[i].write(v);
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn map3_chunk_avx2(
-    inputs: [&[f32]; 4],
-    outputs: [&mut [MaybeUninit<f32>]; 3],
-    f: &impl Fn(f32, f32, f32, f32) -> (f32, f32, f32),
+fn host_pass_chunk_avx2<const IN: usize, const OUT: usize>(
+    inputs: [&[f32]; IN],
+    outputs: [&mut [MaybeUninit<f32>]; OUT],
+    f: &impl Fn([f32; IN]) -> [f32; OUT],
 ) {
-    map3_chunk(inputs, outputs, f)
+    host_pass_chunk(inputs, outputs, f)
 }
 
 fn tensor<const D: usize>(values: Vec<f32>, shape: &[usize], device: &Device) -> Tensor<D> {
@@ -152,26 +148,24 @@ impl Optimizer for HostAdam {
         let (Some(p), Some(g)) = (fused::host_values(&param), fused::host_values(&grad)) else {
             return self.burn.step(lr, param, grad, state);
         };
-        let device = param.device();
-        let shape = param.dims().to_vec();
-        let n = p.len();
+        let (device, shape) = (param.device(), param.dims().to_vec());
         let previous = match &state {
-            Some(s) => {
-                let m = fused::host_values(&s.momentum.moment_1);
-                let v = fused::host_values(&s.momentum.moment_2);
-                match (m, v) {
-                    (Some(m), Some(v)) => Some((s.momentum.time, m, v)),
-                    _ => return self.burn.step(lr, param, grad, state),
-                }
-            }
+            Some(s) => match (
+                fused::host_values(&s.momentum.moment_1),
+                fused::host_values(&s.momentum.moment_2),
+            ) {
+                (Some(m), Some(v)) => Some((s.momentum.time, m, v)),
+                _ => return self.burn.step(lr, param, grad, state),
+            },
             None => None,
         };
-        let time = previous.as_ref().map_or(0, |s| s.0) + 1;
-        let zeros = previous.is_none().then(|| vec![0.0f32; n]);
-        let (m, v): (&[f32], &[f32]) = match (&previous, &zeros) {
-            (Some((_, m, v)), _) => (m, v),
-            (None, Some(z)) => (z, z),
-            (None, None) => unreachable!("zeros exist when there is no previous state"),
+        let zeros;
+        let (time, m, v): (usize, &[f32], &[f32]) = match &previous {
+            Some((time, m, v)) => (time + 1, m, v),
+            None => {
+                zeros = vec![0.0f32; p.len()];
+                (1, &zeros, &zeros)
+            }
         };
         let (b1, b2) = (self.beta_1, self.beta_2);
         // burn's form: m·√(1−β₂ᵗ)/(1−β₁ᵗ) / (√v + ε·√(1−β₂ᵗ)).
@@ -180,11 +174,11 @@ impl Optimizer for HostAdam {
         let eps = self.epsilon * correction_2;
         let lr = lr as f32;
         let decay = self.weight_decay.unwrap_or(0.0);
-        let (p_new, m_new, v_new) = map3(&p, &g, m, v, |p, g, m, v| {
+        let [p_new, m_new, v_new] = host_pass([&p, &g, m, v], |[p, g, m, v]| {
             let g = if decay != 0.0 { g + decay * p } else { g };
             let m = b1 * m + (1.0 - b1) * g;
             let v = b2 * v + (1.0 - b2) * g * g;
-            (p - lr * (m * factor / (v.sqrt() + eps)), m, v)
+            [p - lr * (m * factor / (v.sqrt() + eps)), m, v]
         });
         drop((p, g, previous));
         let momentum = AdaptiveMomentumState::new(
@@ -249,9 +243,7 @@ impl Optimizer for HostRmsProp {
         let (Some(p), Some(g)) = (fused::host_values(&param), fused::host_values(&grad)) else {
             return self.burn.step(lr, param, grad, state);
         };
-        let device = param.device();
-        let shape = param.dims().to_vec();
-        let n = p.len();
+        let (device, shape) = (param.device(), param.dims().to_vec());
         let previous = match &state {
             Some(s) => match fused::host_values(&s.square_avg.square_avg) {
                 Some(v) => Some(v),
@@ -259,21 +251,22 @@ impl Optimizer for HostRmsProp {
             },
             None => None,
         };
-        let zeros = previous.is_none().then(|| vec![0.0f32; n]);
-        let avg: &[f32] = match (&previous, &zeros) {
-            (Some(v), _) => v,
-            (None, Some(z)) => z,
-            (None, None) => unreachable!("zeros exist when there is no previous state"),
-        };
+        let zeros;
         // The first step starts from zero: burn writes (1−α)·g² there too.
-        let alpha = if previous.is_none() { 0.0 } else { self.alpha };
+        let (avg, alpha): (&[f32], f32) = match &previous {
+            Some(v) => (v, self.alpha),
+            None => {
+                zeros = vec![0.0f32; p.len()];
+                (&zeros, 0.0)
+            }
+        };
         let keep = 1.0 - self.alpha;
         let (eps, lr) = (self.epsilon, lr as f32);
         let decay = self.weight_decay.unwrap_or(0.0);
-        let (p_new, avg_new, _) = map3(&p, &g, avg, avg, |p, g, s, _| {
+        let [p_new, avg_new] = host_pass([&p, &g, avg], |[p, g, s]| {
             let g = if decay != 0.0 { g + decay * p } else { g };
             let s = alpha * s + keep * g * g;
-            (p - lr * (g / (s.sqrt() + eps)), s, 0.0)
+            [p - lr * (g / (s.sqrt() + eps)), s]
         });
         drop((p, g, previous));
         let square_avg = tensor::<D>(avg_new, &shape, &device);

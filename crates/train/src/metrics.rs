@@ -156,6 +156,19 @@ pub enum ProgressMode {
     Quiet,
 }
 
+impl ProgressMode {
+    /// The mode the `--quiet` and `--log-lines` flags ask for (`--quiet` wins).
+    pub fn from_flags(quiet: bool, log_lines: bool) -> Self {
+        if quiet {
+            ProgressMode::Quiet
+        } else if log_lines {
+            ProgressMode::Lines
+        } else {
+            ProgressMode::Auto
+        }
+    }
+}
+
 /// Progress display for one epoch.
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,

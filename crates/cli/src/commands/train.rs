@@ -242,13 +242,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         // short and atomic, and killing it would only lose the newest state.
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
-    let progress = if args.quiet {
-        ProgressMode::Quiet
-    } else if args.log_lines {
-        ProgressMode::Lines
-    } else {
-        ProgressMode::Auto
-    };
+    let progress = ProgressMode::from_flags(args.quiet, args.log_lines);
     let outcome = train(TrainOptions {
         settings,
         data: DataFiles {
