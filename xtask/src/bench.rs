@@ -337,20 +337,20 @@ fn time_iters(warmup: usize, iters: usize, mut step: impl FnMut()) -> (Vec<f64>,
 
 /// Runs one configuration in this process and prints one line in the PyTorch script's format.
 pub fn run_one(args: &BenchOneArgs) -> Result<()> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads)
-        .build_global()
-        .context("cannot set up the thread pool")?;
+    lstm_lm_train::setup_threads(Some(args.threads))?;
     lstm_lm_model::fused::set_enabled(!args.composed);
     let device = device_for(args.backend.parse::<BackendKind>()?, 0)?;
     device.seed(0);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let (unit, work, (wall, cpu)) = match args.config {
-        BenchConfig::Seed => ("seq_per_s", 128usize, bench_seed(args, &device, &mut rng)?),
-        BenchConfig::Lm => ("tok_per_s", 32 * 35, bench_lm(args, &device, &mut rng)?),
-        BenchConfig::Gen => ("tok_per_s", 200, bench_gen(args, &device, &mut rng)?),
-        BenchConfig::All => bail!("bench-one takes a single configuration"),
-    };
+    // On a pool thread, as `lstm-lm train` and `generate` run.
+    let (unit, work, (wall, cpu)) = lstm_lm_train::on_pool(|| -> Result<_> {
+        Ok(match args.config {
+            BenchConfig::Seed => ("seq_per_s", 128usize, bench_seed(args, &device, &mut rng)?),
+            BenchConfig::Lm => ("tok_per_s", 32 * 35, bench_lm(args, &device, &mut rng)?),
+            BenchConfig::Gen => ("tok_per_s", 200, bench_gen(args, &device, &mut rng)?),
+            BenchConfig::All => bail!("bench-one takes a single configuration"),
+        })
+    })?;
     let med = median(&wall);
     let min = wall.iter().copied().fold(f64::INFINITY, f64::min);
     let max = wall.iter().copied().fold(0.0, f64::max);

@@ -770,7 +770,8 @@ fn fused_cross_entropy_matches_log_softmax_in_value_gradient_and_accuracy() {
 }
 
 /// The host inference path used for generation gives the tensor model's logits, step by step,
-/// for every cell kind and with tied weights.
+/// for every cell kind and with tied weights, and for an LSTM large enough that each step is
+/// split across threads by hidden units.
 #[test]
 fn host_language_model_matches_the_tensor_model_step_by_step() {
     use lstm_lm_model::LanguageModelConfig;
@@ -780,15 +781,16 @@ fn host_language_model_matches_the_tensor_model_step_by_step() {
     device.seed(5);
     let vocab = 1100; // more than two row blocks of the parallel matrix-vector product
     let ids: Vec<u32> = vec![3, 17, 1099, 0, 42, 42, 7];
-    for (cell, tied) in [
-        (CellKind::Lstm, false),
-        (CellKind::Gru, false),
-        (CellKind::Rnn, false),
-        (CellKind::Lstm, true),
+    for (cell, tied, hidden) in [
+        (CellKind::Lstm, false, 24),
+        (CellKind::Gru, false, 24),
+        (CellKind::Rnn, false, 24),
+        (CellKind::Lstm, true, 24),
+        (CellKind::Lstm, false, 256),
     ] {
         let config = LanguageModelConfig::new(vocab)
-            .with_embedding_size(24)
-            .with_hidden_size(24)
+            .with_embedding_size(if tied { hidden } else { 40 })
+            .with_hidden_size(hidden)
             .with_num_layers(2)
             .with_cell(cell)
             .with_tie_weights(tied);
@@ -804,7 +806,7 @@ fn host_language_model_matches_the_tensor_model_step_by_step() {
         for (t, &id) in ids.iter().enumerate() {
             host.step(id, &mut state);
             assert_close(
-                &format!("{cell:?} tied={tied} step {t}"),
+                &format!("{cell:?} tied={tied} hidden={hidden} step {t}"),
                 state.logits(),
                 &want[t * vocab..(t + 1) * vocab],
                 TOLERANCE,

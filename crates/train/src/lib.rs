@@ -27,7 +27,7 @@ mod trainer;
 
 pub use atomic::write_atomic;
 pub use checkpoint::{Checkpoint, LoadedCheckpoint, TrainerState};
-pub use device::{setup_device, setup_threads};
+pub use device::{on_pool, setup_device, setup_threads};
 pub use error::TrainError;
 pub use evaluate::{EvalResult, evaluate};
 pub use generate::{Generator, SamplingConfig, score_ids};

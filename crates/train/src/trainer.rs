@@ -98,7 +98,13 @@ fn step_seed(seed: u64, step: u64) -> u64 {
 }
 
 /// Trains (or resumes) a run. See the crate docs for the run folder layout.
+///
+/// Runs on a thread of the CPU thread pool (see [`on_pool`](crate::on_pool)).
 pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
+    crate::on_pool(move || train_here(opts))
+}
+
+fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let run = RunDir::new(&opts.out);
     let (config, tokenizer, fresh) = if opts.resume {
         let mut config = run.load_config()?;

@@ -25,8 +25,12 @@ pub struct EvalArgs {
 
 /// Runs `lstm-lm eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
-    let run = LoadedRun::load(&args.model, args.device.device()?)?;
-    let r = run.evaluate_file(&args.data)?;
+    let device = args.device.device()?;
+    let (model, data) = (args.model, args.data);
+    // On a pool thread, like training: see `lstm_lm_train::on_pool`.
+    let r = lstm_lm_train::on_pool(move || -> Result<_> {
+        Ok(LoadedRun::load(&model, device)?.evaluate_file(&data)?)
+    })?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {

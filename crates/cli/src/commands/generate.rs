@@ -48,26 +48,30 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         greedy: args.greedy,
     };
     sampling.validate()?;
-    let run = LoadedRun::load(&args.model, args.device.device()?)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    out.write_all(args.prompt.as_bytes())?;
-    out.flush()?;
-    let result = run.generate(
-        &args.prompt,
-        args.max_tokens,
-        &sampling,
-        args.seed,
-        |piece| {
-            out.write_all(piece.as_bytes())
-                .and_then(|_| out.flush())
-                .map_err(|e| TrainError::Io {
-                    path: "<stdout>".into(),
-                    cause: e,
-                })
-        },
-    );
-    result?;
-    writeln!(out)?;
-    Ok(())
+    let device = args.device.device()?;
+    // On a pool thread, like training: see `lstm_lm_train::on_pool`.
+    lstm_lm_train::on_pool(move || {
+        let run = LoadedRun::load(&args.model, device)?;
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        out.write_all(args.prompt.as_bytes())?;
+        out.flush()?;
+        let result = run.generate(
+            &args.prompt,
+            args.max_tokens,
+            &sampling,
+            args.seed,
+            |piece| {
+                out.write_all(piece.as_bytes())
+                    .and_then(|_| out.flush())
+                    .map_err(|e| TrainError::Io {
+                        path: "<stdout>".into(),
+                        cause: e,
+                    })
+            },
+        );
+        result?;
+        writeln!(out)?;
+        Ok(())
+    })
 }

@@ -21,6 +21,10 @@
 //! The GRU ([`gru_forward`], [`gru_backward`]) uses the same layouts with `3·hidden` gate rows and
 //! an unpacked `[batch, time, hidden]` output.
 
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
 use super::math;
 
 /// Sizes of one fused LSTM or GRU call.
@@ -117,6 +121,10 @@ pub struct LstmWanted {
 }
 
 /// Runs the layer over the whole sequence.
+///
+/// The sequences of the batch are independent until the weight gradients, so the batch is cut
+/// into one part per thread (see [`batch_parts`]) and every part runs all its steps on its own
+/// thread with single-threaded GEMMs: no fork and join per step.
 pub fn lstm_forward(
     d: SeqDims,
     x: &[f32],
@@ -124,20 +132,115 @@ pub fn lstm_forward(
     c0: &[f32],
     p: LstmParams<'_>,
 ) -> LstmForward {
-    let (b_n, t_n, e, h, g4) = (d.batch, d.time, d.input, d.hidden, d.gates());
+    lstm_forward_in_parts(d, x, h0, c0, p, batch_parts(d.batch))
+}
+
+fn lstm_forward_in_parts(
+    d: SeqDims,
+    x: &[f32],
+    h0: &[f32],
+    c0: &[f32],
+    p: LstmParams<'_>,
+    parts: usize,
+) -> LstmForward {
+    let (t_n, e, h, g4) = (d.time, d.input, d.hidden, d.gates());
     check_inputs(d, x, h0, c0, p.w_ih, p.w_hh);
     assert_eq!(p.b_ih.len(), g4, "b_ih size");
     assert_eq!(p.b_hh.len(), g4, "b_hh size");
 
-    // Pre-activations of every step: both biases, then `x · W_ihᵀ` on top, one GEMM.
-    let mut gates = vec![0.0f32; d.rows() * g4];
-    for row in gates.chunks_exact_mut(g4) {
-        for ((z, bi), bh) in row.iter_mut().zip(p.b_ih).zip(p.b_hh) {
-            *z = bi + bh;
-        }
+    // Each part initialises its own share of these (in parallel, and into its own cache).
+    let mut gates = Vec::<f32>::with_capacity(d.rows() * g4);
+    let mut cells = Vec::<f32>::with_capacity(d.rows() * h);
+    let mut packed = Vec::<f32>::with_capacity(d.packed_len());
+    let bias: Vec<f32> = p.b_ih.iter().zip(p.b_hh).map(|(a, b)| a + b).collect();
+    let bias = &bias;
+    // `W_hhᵀ` (`[H, 4H]`) for the per-step products; see [`RecurrentWeight`].
+    let w_hh_t = RecurrentWeight::new(p.w_hh, g4, h, t_n);
+    let w_hh_t = &w_hh_t;
+
+    let per = d.batch.div_ceil(parts.max(1)).max(1);
+    let count = d.batch.div_ceil(per);
+    let threads = if count > 1 {
+        Threads::One
+    } else {
+        Threads::Auto
+    };
+    let work = split(x, per * t_n * e, count)
+        .zip(split(h0, per * h, count))
+        .zip(split(c0, per * h, count))
+        .zip(split_mut(
+            &mut gates.spare_capacity_mut()[..d.rows() * g4],
+            per * t_n * g4,
+            count,
+        ))
+        .zip(split_mut(
+            &mut cells.spare_capacity_mut()[..d.rows() * h],
+            per * t_n * h,
+            count,
+        ))
+        .zip(split_mut(
+            packed.spare_capacity_mut(),
+            per * (t_n + 1) * h,
+            count,
+        ))
+        .enumerate()
+        .map(|(i, (((((x, h0), c0), gates), cells), packed))| {
+            let part = SeqDims {
+                batch: per.min(d.batch - i * per),
+                ..d
+            };
+            move || {
+                let bufs = ForwardBufs {
+                    gates: fill_rows(gates, bias),
+                    cells: fill_zeros(cells),
+                    packed: fill_zeros(packed),
+                };
+                lstm_forward_part(part, x, h0, c0, p, w_hh_t, bufs, threads)
+            }
+        });
+    run_parts(work.collect());
+    // SAFETY: the parts cover every buffer whole (`count · per ≥ batch`) and `fill_rows`
+    // initialised each share.
+    unsafe {
+        gates.set_len(d.rows() * g4);
+        cells.set_len(d.rows() * h);
+        packed.set_len(d.packed_len());
     }
+    LstmForward {
+        packed,
+        saved: LstmSaved { gates, cells },
+    }
+}
+
+/// The output buffers of one part of the batch.
+struct ForwardBufs<'a> {
+    gates: &'a mut [f32],
+    cells: &'a mut [f32],
+    packed: &'a mut [f32],
+}
+
+/// [`lstm_forward`] over the sequences of one part (`d.batch` of them), into its buffers.
+#[allow(clippy::too_many_arguments)]
+fn lstm_forward_part(
+    d: SeqDims,
+    x: &[f32],
+    h0: &[f32],
+    c0: &[f32],
+    p: LstmParams<'_>,
+    w_hh_t: &RecurrentWeight<'_>,
+    bufs: ForwardBufs<'_>,
+    threads: Threads,
+) {
+    let (b_n, t_n, e, h, g4) = (d.batch, d.time, d.input, d.hidden, d.gates());
+    let ForwardBufs {
+        gates,
+        cells,
+        packed,
+    } = bufs;
+    // Pre-activations of every step: both biases (already in `gates`), then `x · W_ihᵀ` on top,
+    // one GEMM.
     // SAFETY: `gates` is `[rows, 4H]`, `x` is `[rows, E]`, `w_ih` is `[4H, E]` read transposed
-    // (row stride 1, column stride E); all sizes were checked above.
+    // (row stride 1, column stride E); the caller checked all sizes.
     unsafe {
         gemm_acc(
             d.rows(),
@@ -147,15 +250,11 @@ pub fn lstm_forward(
             In::new(x.as_ptr(), e as isize, 1),
             In::new(p.w_ih.as_ptr(), 1, e as isize),
             true,
+            threads,
         );
     }
 
-    // `W_hhᵀ` (`[H, 4H]`) for the per-step products; see [`RecurrentWeight`].
-    let w_hh_t = RecurrentWeight::new(p.w_hh, g4, h, t_n);
-    let mut cells = vec![0.0f32; d.rows() * h];
-    let mut packed = vec![0.0f32; d.packed_len()];
     let packed_rs = (t_n + 1) * h;
-
     for t in 0..t_n {
         // Recurrent projection of step t, added in place into the rows of step t.
         let (h_prev, h_prev_rs) = if t == 0 {
@@ -178,6 +277,7 @@ pub fn lstm_forward(
                 In::new(h_prev, h_prev_rs, 1),
                 w_hh_t.operand(),
                 true,
+                threads,
             );
         }
         for b in 0..b_n {
@@ -208,16 +308,16 @@ pub fn lstm_forward(
         };
         packed[dst..dst + h].copy_from_slice(src);
     }
-    LstmForward {
-        packed,
-        saved: LstmSaved { gates, cells },
-    }
 }
 
 /// Backpropagation through time over the whole sequence.
 ///
 /// `packed` is the forward output, `grad` the gradient of the loss with respect to it (same
 /// shape). `saved` is consumed: its gate buffer is overwritten with the pre-activation gradients.
+///
+/// The loop over the steps runs per part of the batch like [`lstm_forward`]; the weight
+/// gradients, which sum over the whole batch, are large GEMMs after it (so they do not depend on
+/// how the batch was cut).
 #[allow(clippy::too_many_arguments)]
 pub fn lstm_backward(
     d: SeqDims,
@@ -231,7 +331,25 @@ pub fn lstm_backward(
     grad: &[f32],
     wanted: LstmWanted,
 ) -> LstmGrads {
-    let (b_n, t_n, e, h, g4) = (d.batch, d.time, d.input, d.hidden, d.gates());
+    let parts = batch_parts(d.batch);
+    lstm_backward_in_parts(d, x, h0, c0, w_ih, w_hh, packed, saved, grad, wanted, parts)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn lstm_backward_in_parts(
+    d: SeqDims,
+    x: &[f32],
+    h0: &[f32],
+    c0: &[f32],
+    w_ih: &[f32],
+    w_hh: &[f32],
+    packed: &[f32],
+    saved: LstmSaved,
+    grad: &[f32],
+    wanted: LstmWanted,
+    parts: usize,
+) -> LstmGrads {
+    let (t_n, e, h, g4) = (d.time, d.input, d.hidden, d.gates());
     check_inputs(d, x, h0, c0, w_ih, w_hh);
     assert_eq!(packed.len(), d.packed_len(), "packed output size");
     assert_eq!(grad.len(), d.packed_len(), "packed gradient size");
@@ -241,11 +359,150 @@ pub fn lstm_backward(
     } = saved;
     assert_eq!(dz.len(), d.rows() * g4, "saved gates size");
     assert_eq!(cells.len(), d.rows() * h, "saved cells size");
-    let packed_rs = (t_n + 1) * h;
 
+    // Gradients of h and c flowing out of step 0: those of h0 and c0.
+    let mut dh0 = vec![0.0f32; d.batch * h];
+    let mut dc0 = vec![0.0f32; d.batch * h];
+    let dx_len = if wanted.x { d.rows() * e } else { 0 };
+    let mut dx = Vec::<f32>::with_capacity(dx_len);
+
+    let per = d.batch.div_ceil(parts.max(1)).max(1);
+    let count = d.batch.div_ceil(per);
+    let threads = if count > 1 {
+        Threads::One
+    } else {
+        Threads::Auto
+    };
+    let dx_part = if wanted.x { per * t_n * e } else { 0 };
+    let work = split(x, per * t_n * e, count)
+        .zip(split(h0, per * h, count))
+        .zip(split(c0, per * h, count))
+        .zip(split(&cells, per * t_n * h, count))
+        .zip(split(packed, per * (t_n + 1) * h, count))
+        .zip(split(grad, per * (t_n + 1) * h, count))
+        .zip(split_mut(&mut dz, per * t_n * g4, count))
+        .zip(split_mut(&mut dh0, per * h, count))
+        .zip(split_mut(&mut dc0, per * h, count))
+        .zip(split_mut(
+            &mut dx.spare_capacity_mut()[..dx_len],
+            dx_part,
+            count,
+        ))
+        .enumerate()
+        .map(
+            |(i, (((((((((x, h0), c0), cells), packed), grad), dz), dh), dc), dx))| {
+                let part = SeqDims {
+                    batch: per.min(d.batch - i * per),
+                    ..d
+                };
+                move || {
+                    let inputs = BackwardInputs {
+                        x,
+                        h0,
+                        c0,
+                        w_ih,
+                        w_hh,
+                        cells,
+                        packed,
+                        grad,
+                    };
+                    let bufs = BackwardBufs { dz, dh, dc, dx };
+                    lstm_backward_part(part, inputs, bufs, wanted, threads)
+                }
+            },
+        );
+    let partials = run_parts(work.collect());
+    // SAFETY: the parts cover `dx` whole and each part's GEMM wrote its share.
+    unsafe { dx.set_len(dx_len) };
+
+    // The weight gradients sum over the parts, in the order of the parts.
+    let mut partials = partials.into_iter();
+    let mut total = partials.next().unwrap_or_default();
+    for p in partials {
+        for (acc, more) in [
+            (&mut total.w_ih, p.w_ih),
+            (&mut total.w_hh, p.w_hh),
+            (&mut total.bias, p.bias),
+        ] {
+            if let (Some(acc), Some(more)) = (acc.as_mut(), more) {
+                add_into(acc, &more);
+            }
+        }
+    }
+    let zeros = |len: usize, want: bool| want.then(|| vec![0.0f32; len]);
+    LstmGrads {
+        // With no steps the gradient of h_T (slot T-1) does not exist; h0 gets nothing.
+        h0: wanted.h0.then_some(dh0),
+        c0: wanted.c0.then_some(dc0),
+        x: wanted.x.then_some(dx),
+        // An empty batch has no parts; its weight gradients are zero.
+        w_ih: total.w_ih.or_else(|| zeros(g4 * e, wanted.w_ih)),
+        w_hh: total.w_hh.or_else(|| zeros(g4 * h, wanted.w_hh)),
+        bias: total.bias.or_else(|| zeros(g4, wanted.bias)),
+    }
+}
+
+/// What one part of the batch reads in [`lstm_backward`]: the whole weights and its own share
+/// of everything else.
+struct BackwardInputs<'a> {
+    x: &'a [f32],
+    h0: &'a [f32],
+    c0: &'a [f32],
+    w_ih: &'a [f32],
+    w_hh: &'a [f32],
+    cells: &'a [f32],
+    packed: &'a [f32],
+    grad: &'a [f32],
+}
+
+/// The buffers one part of the batch writes in [`lstm_backward`].
+struct BackwardBufs<'a> {
+    /// In: the saved activated gates; out: the pre-activation gradients.
+    dz: &'a mut [f32],
+    /// Out: the gradient of `h0`.
+    dh: &'a mut [f32],
+    /// Out: the gradient of `c0`.
+    dc: &'a mut [f32],
+    /// Out: the gradient of `x` (empty when not wanted), written by a GEMM.
+    dx: &'a mut [MaybeUninit<f32>],
+}
+
+/// One part's share of the weight gradients.
+#[derive(Default)]
+struct PartialGrads {
+    w_ih: Option<Vec<f32>>,
+    w_hh: Option<Vec<f32>>,
+    bias: Option<Vec<f32>>,
+}
+
+/// [`lstm_backward`] for the sequences of one part: the loop over the steps, then the part's
+/// input gradient and its share of the weight gradients.
+fn lstm_backward_part(
+    d: SeqDims,
+    inputs: BackwardInputs<'_>,
+    bufs: BackwardBufs<'_>,
+    wanted: LstmWanted,
+    threads: Threads,
+) -> PartialGrads {
+    let (b_n, t_n, e, h, g4) = (d.batch, d.time, d.input, d.hidden, d.gates());
+    let BackwardInputs {
+        x,
+        h0,
+        c0,
+        w_ih,
+        w_hh,
+        cells,
+        packed,
+        grad,
+    } = inputs;
+    let BackwardBufs {
+        dz,
+        dh: dh_next,
+        dc: dc_next,
+        dx,
+    } = bufs;
+    let packed_rs = (t_n + 1) * h;
     // Running gradients of h and c flowing from step t+1 into step t.
-    let mut dh_next = vec![0.0f32; b_n * h];
-    let mut dc_next = vec![0.0f32; b_n * h];
     for b in 0..b_n {
         let src = b * packed_rs + t_n * h;
         dc_next[b * h..(b + 1) * h].copy_from_slice(&grad[src..src + h]);
@@ -284,71 +541,73 @@ pub fn lstm_backward(
                 In::new(dz.as_ptr().add(t * g4), (t_n * g4) as isize, 1),
                 In::new(w_hh.as_ptr(), h as isize, 1),
                 false,
+                threads,
             );
         }
     }
 
-    let mut grads = LstmGrads::default();
-    if wanted.h0 {
-        // With no steps the gradient of h_T (slot T-1) does not exist; h0 gets nothing.
-        grads.h0 = Some(dh_next);
-    }
-    if wanted.c0 {
-        grads.c0 = Some(dc_next);
-    }
+    let rows = d.rows();
+    let mut out = PartialGrads::default();
     if wanted.bias {
-        grads.bias = Some(column_sums(&dz, g4));
+        let mut sums = vec![0.0f32; g4];
+        add_columns(dz, g4, 0, &mut sums);
+        out.bias = Some(sums);
     }
     if wanted.w_ih {
-        let mut dw = vec![0.0f32; g4 * e];
-        // SAFETY: dzᵀ is `[4H, rows]` (row stride 1, column stride 4H), `x` is `[rows, E]`.
-        unsafe {
-            gemm_acc(
-                g4,
-                e,
-                d.rows(),
-                Out::new(dw.as_mut_ptr(), e as isize, 1),
-                In::new(dz.as_ptr(), 1, g4 as isize),
-                In::new(x.as_ptr(), e as isize, 1),
-                false,
-            );
-        }
-        grads.w_ih = Some(dw);
+        // SAFETY: dzᵀ is `[4H, rows]` (row stride 1, column stride 4H), `x` is `[rows, E]`; the
+        // GEMM writes every element of the `[4H, E]` result.
+        out.w_ih = Some(unsafe {
+            written_by(g4 * e, |dst| {
+                gemm_acc(
+                    g4,
+                    e,
+                    rows,
+                    Out::new(dst, e as isize, 1),
+                    In::new(dz.as_ptr(), 1, g4 as isize),
+                    In::new(x.as_ptr(), e as isize, 1),
+                    false,
+                    threads,
+                )
+            })
+        });
     }
     if wanted.w_hh {
         let h_prev = previous_hidden(d, h0, packed, packed_rs);
-        let mut dw = vec![0.0f32; g4 * h];
-        // SAFETY: dzᵀ is `[4H, rows]`, `h_prev` is `[rows, H]`.
-        unsafe {
-            gemm_acc(
-                g4,
-                h,
-                d.rows(),
-                Out::new(dw.as_mut_ptr(), h as isize, 1),
-                In::new(dz.as_ptr(), 1, g4 as isize),
-                In::new(h_prev.as_ptr(), h as isize, 1),
-                false,
-            );
-        }
-        grads.w_hh = Some(dw);
+        // SAFETY: dzᵀ is `[4H, rows]`, `h_prev` is `[rows, H]`; the GEMM writes every element
+        // of the `[4H, H]` result.
+        out.w_hh = Some(unsafe {
+            written_by(g4 * h, |dst| {
+                gemm_acc(
+                    g4,
+                    h,
+                    rows,
+                    Out::new(dst, h as isize, 1),
+                    In::new(dz.as_ptr(), 1, g4 as isize),
+                    In::new(h_prev.as_ptr(), h as isize, 1),
+                    false,
+                    threads,
+                )
+            })
+        });
     }
     if wanted.x {
-        let mut dx = vec![0.0f32; d.rows() * e];
-        // SAFETY: dz is `[rows, 4H]`, `w_ih` is `[4H, E]`.
+        assert_eq!(dx.len(), rows * e, "dx part size");
+        // SAFETY: dz is `[rows, 4H]`, `w_ih` is `[4H, E]`, `dx` is this part's `[rows, E]`,
+        // every element of which the GEMM writes (it never reads the destination).
         unsafe {
             gemm_acc(
-                d.rows(),
+                rows,
                 e,
                 g4,
-                Out::new(dx.as_mut_ptr(), e as isize, 1),
+                Out::new(dx.as_mut_ptr().cast::<f32>(), e as isize, 1),
                 In::new(dz.as_ptr(), g4 as isize, 1),
                 In::new(w_ih.as_ptr(), e as isize, 1),
                 false,
+                threads,
             );
         }
-        grads.x = Some(dx);
     }
-    grads
+    out
 }
 
 /// What the GRU forward pass leaves for the backward pass.
@@ -431,6 +690,7 @@ pub fn gru_forward(d: SeqDims, x: &[f32], h0: &[f32], p: LstmParams<'_>) -> GruF
             In::new(x.as_ptr(), e as isize, 1),
             In::new(p.w_ih.as_ptr(), 1, e as isize),
             true,
+            Threads::Auto,
         );
     }
     let w_hh_t = RecurrentWeight::new(p.w_hh, g3, h, t_n);
@@ -461,6 +721,7 @@ pub fn gru_forward(d: SeqDims, x: &[f32], h0: &[f32], p: LstmParams<'_>) -> GruF
                 In::new(h_prev, h_prev_rs, 1),
                 w_hh_t.operand(),
                 true,
+                Threads::Auto,
             );
         }
         for b in 0..b_n {
@@ -551,6 +812,7 @@ pub fn gru_backward(
                 In::new(dhp.as_ptr().add(t * g3), (t_n * g3) as isize, 1),
                 In::new(w_hh.as_ptr(), h as isize, 1),
                 true,
+                Threads::Auto,
             );
         }
     }
@@ -566,52 +828,61 @@ pub fn gru_backward(
         grads.b_hh = Some(column_sums(&dhp, g3));
     }
     if wanted.w_ih {
-        let mut dw = vec![0.0f32; g3 * e];
         // SAFETY: dxpᵀ is `[3H, rows]`, `x` is `[rows, E]`.
-        unsafe {
-            gemm_acc(
-                g3,
-                e,
-                d.rows(),
-                Out::new(dw.as_mut_ptr(), e as isize, 1),
-                In::new(dxp.as_ptr(), 1, g3 as isize),
-                In::new(x.as_ptr(), e as isize, 1),
-                false,
-            );
-        }
+        // The GEMM writes every element, so the buffer is not zero-filled first.
+        let dw = unsafe {
+            written_by(g3 * e, |out| {
+                gemm_acc(
+                    g3,
+                    e,
+                    d.rows(),
+                    Out::new(out, e as isize, 1),
+                    In::new(dxp.as_ptr(), 1, g3 as isize),
+                    In::new(x.as_ptr(), e as isize, 1),
+                    false,
+                    Threads::Auto,
+                );
+            })
+        };
         grads.w_ih = Some(dw);
     }
     if wanted.w_hh {
         let h_prev = previous_hidden(d, h0, output, out_rs);
-        let mut dw = vec![0.0f32; g3 * h];
         // SAFETY: dhpᵀ is `[3H, rows]`, `h_prev` is `[rows, H]`.
-        unsafe {
-            gemm_acc(
-                g3,
-                h,
-                d.rows(),
-                Out::new(dw.as_mut_ptr(), h as isize, 1),
-                In::new(dhp.as_ptr(), 1, g3 as isize),
-                In::new(h_prev.as_ptr(), h as isize, 1),
-                false,
-            );
-        }
+        // The GEMM writes every element, so the buffer is not zero-filled first.
+        let dw = unsafe {
+            written_by(g3 * h, |out| {
+                gemm_acc(
+                    g3,
+                    h,
+                    d.rows(),
+                    Out::new(out, h as isize, 1),
+                    In::new(dhp.as_ptr(), 1, g3 as isize),
+                    In::new(h_prev.as_ptr(), h as isize, 1),
+                    false,
+                    Threads::Auto,
+                );
+            })
+        };
         grads.w_hh = Some(dw);
     }
     if wanted.x {
-        let mut dx = vec![0.0f32; d.rows() * e];
         // SAFETY: dxp is `[rows, 3H]`, `w_ih` is `[3H, E]`.
-        unsafe {
-            gemm_acc(
-                d.rows(),
-                e,
-                g3,
-                Out::new(dx.as_mut_ptr(), e as isize, 1),
-                In::new(dxp.as_ptr(), g3 as isize, 1),
-                In::new(w_ih.as_ptr(), e as isize, 1),
-                false,
-            );
-        }
+        // The GEMM writes every element, so the buffer is not zero-filled first.
+        let dx = unsafe {
+            written_by(d.rows() * e, |out| {
+                gemm_acc(
+                    d.rows(),
+                    e,
+                    g3,
+                    Out::new(out, e as isize, 1),
+                    In::new(dxp.as_ptr(), g3 as isize, 1),
+                    In::new(w_ih.as_ptr(), e as isize, 1),
+                    false,
+                    Threads::Auto,
+                );
+            })
+        };
         grads.x = Some(dx);
     }
     grads
@@ -626,14 +897,36 @@ fn check_gru_inputs(d: SeqDims, x: &[f32], h0: &[f32], w_ih: &[f32], w_hh: &[f32
 }
 
 /// Sum of every column of a row-major matrix with `width` columns.
+///
+/// Large matrices are summed by column blocks on the thread pool; every column is still summed
+/// top to bottom, so the result does not depend on the number of threads.
 pub(crate) fn column_sums(m: &[f32], width: usize) -> Vec<f32> {
     let mut sums = vec![0.0f32; width];
+    if width == 0 {
+        return sums;
+    }
+    let threads = rayon::current_num_threads();
+    if threads == 1 || m.len() < 1 << 16 || width < 2 * SIMD_COLUMNS {
+        add_columns(m, width, 0, &mut sums);
+        return sums;
+    }
+    let block = width.div_ceil(threads).next_multiple_of(SIMD_COLUMNS);
+    sums.par_chunks_mut(block)
+        .enumerate()
+        .for_each(|(i, s)| add_columns(m, width, i * block, s));
+    sums
+}
+
+/// Columns per block of [`column_sums`]: a whole number of 512-bit vectors.
+const SIMD_COLUMNS: usize = 16;
+
+/// Adds columns `first..first + sums.len()` of every row of `m` into `sums`.
+fn add_columns(m: &[f32], width: usize, first: usize, sums: &mut [f32]) {
     for row in m.chunks_exact(width) {
-        for (acc, v) in sums.iter_mut().zip(row) {
+        for (acc, v) in sums.iter_mut().zip(&row[first..]) {
             *acc += v;
         }
     }
-    sums
 }
 
 /// The hidden state entering every step, `[batch·time, hidden]` with rows `b·time + t`, from
@@ -653,6 +946,88 @@ fn previous_hidden(d: SeqDims, h0: &[f32], output: &[f32], out_rs: usize) -> Vec
         }
     }
     h_prev
+}
+
+/// Sequences below which a part of the batch is not worth a thread of its own.
+const MIN_PART_BATCH: usize = 8;
+
+/// Into how many parts [`lstm_forward`] and [`lstm_backward`] cut a batch: one per thread of the
+/// pool, each of at least [`MIN_PART_BATCH`] sequences.
+fn batch_parts(batch: usize) -> usize {
+    rayon::current_num_threads()
+        .min(batch / MIN_PART_BATCH)
+        .max(1)
+}
+
+/// `count` consecutive pieces of `buf`, each `len` long but the last (which may be shorter or
+/// empty): the part of one buffer that each part of a batch owns.
+fn split(buf: &[f32], len: usize, count: usize) -> impl Iterator<Item = &[f32]> {
+    let mut rest = buf;
+    (0..count).map(move |_| {
+        let (head, tail) = rest.split_at(len.min(rest.len()));
+        rest = tail;
+        head
+    })
+}
+
+/// Initialises `buf` with copies of `row` (its length a multiple of `row`'s) and returns it as
+/// initialised memory.
+fn fill_rows<'a>(buf: &'a mut [MaybeUninit<f32>], row: &[f32]) -> &'a mut [f32] {
+    let whole = if row.is_empty() {
+        buf.is_empty()
+    } else {
+        buf.len().is_multiple_of(row.len())
+    };
+    assert!(whole, "whole rows");
+    for chunk in buf.chunks_exact_mut(row.len().max(1)) {
+        for (dst, v) in chunk.iter_mut().zip(row) {
+            dst.write(*v);
+        }
+    }
+    // SAFETY: every element was written above (the assertion makes the chunks whole rows of a
+    // non-empty `row`, or `buf` empty); `MaybeUninit<f32>` has `f32`'s layout.
+    unsafe { &mut *(buf as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// Initialises `buf` with zeros and returns it as initialised memory.
+fn fill_zeros(buf: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    buf.fill(MaybeUninit::new(0.0));
+    // SAFETY: every element was written above; `MaybeUninit<f32>` has `f32`'s layout.
+    unsafe { &mut *(buf as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// A vector of `len` elements that `write` fills completely through the pointer it is given
+/// (a GEMM that does not read its destination), so it is never zero-filled first.
+///
+/// # Safety
+/// `write` must initialise all `len` elements.
+unsafe fn written_by(len: usize, write: impl FnOnce(*mut f32)) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    write(v.as_mut_ptr());
+    // SAFETY: forwarded from the caller.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// [`split`] for a buffer the parts write.
+fn split_mut<T>(buf: &mut [T], len: usize, count: usize) -> impl Iterator<Item = &mut [T]> {
+    let mut rest = buf;
+    (0..count).map(move |_| {
+        let all = std::mem::take(&mut rest);
+        let (head, tail) = all.split_at_mut(len.min(all.len()));
+        rest = tail;
+        head
+    })
+}
+
+/// Runs the parts of a batch, on the thread pool when there is more than one, and returns their
+/// results in order.
+fn run_parts<R: Send, F: FnOnce() -> R + Send>(parts: Vec<F>) -> Vec<R> {
+    if parts.len() == 1 {
+        parts.into_iter().map(|f| f()).collect()
+    } else {
+        parts.into_par_iter().map(|f| f()).collect()
+    }
 }
 
 /// `W_hhᵀ` as the right operand of the per-step products `h · W_hhᵀ`.
@@ -736,7 +1111,17 @@ impl Out {
 /// # Safety
 /// Every element addressed through the pointers and strides must be in bounds, and `dst` must not
 /// overlap `lhs` or `rhs`.
-unsafe fn gemm_acc(m: usize, n: usize, k: usize, dst: Out, lhs: In, rhs: In, accumulate: bool) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_acc(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: Out,
+    lhs: In,
+    rhs: In,
+    accumulate: bool,
+    threads: Threads,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -773,9 +1158,27 @@ unsafe fn gemm_acc(m: usize, n: usize, k: usize, dst: Out, lhs: In, rhs: In, acc
             false,
             false,
             false,
-            parallelism(m, n, k),
+            match threads {
+                Threads::Auto => parallelism(m, n, k),
+                Threads::One => gemm::Parallelism::None,
+                Threads::Share(share) => match parallelism(m, n, k) {
+                    gemm::Parallelism::Rayon(_) if share > 1 => gemm::Parallelism::Rayon(share),
+                    _ => gemm::Parallelism::None,
+                },
+            },
         );
     }
+}
+
+/// Whether a GEMM may use the thread pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Threads {
+    /// Multi-threaded when large enough (see [`parallelism`]).
+    Auto,
+    /// On the calling thread: the caller already runs one task per thread.
+    One,
+    /// At most this many threads (when large enough): the caller runs other work beside it.
+    Share(usize),
 }
 
 /// Multi-threaded GEMM pays off from about 2 M multiply-adds (burn-flex uses 192³).
@@ -787,32 +1190,56 @@ fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     }
 }
 
-/// The output projection `logits = hidden · weightᵀ + bias` as one GEMM.
+/// The output projection `logits = hidden · weightᵀ (+ bias)` as one GEMM.
+///
+/// Without `bias` the caller adds it where it passes over the rows anyway (the fused
+/// cross-entropy does), which saves a pass over the `[n, vocab]` logits.
 ///
 /// # Shapes
 /// `hidden` `[n, width]`, `weight` `[vocab, width]`, `bias` `[vocab]`; returns `[n, vocab]`.
-pub fn project(n: usize, width: usize, hidden: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
-    let vocab = bias.len();
+pub fn project(
+    n: usize,
+    width: usize,
+    hidden: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let vocab = weight.len() / width.max(1);
     assert_eq!(hidden.len(), n * width, "hidden size");
     assert_eq!(weight.len(), vocab * width, "weight size");
-    let mut logits = Vec::with_capacity(n * vocab);
-    for _ in 0..n {
-        logits.extend_from_slice(bias);
-    }
     // SAFETY: logits [n, vocab] row-major; hidden [n, width]; weightᵀ read as [width, vocab]
     // through strides (row stride 1, column stride width); all in bounds by the asserts above.
-    unsafe {
-        gemm_acc(
-            n,
-            vocab,
-            width,
-            Out::new(logits.as_mut_ptr(), vocab as isize, 1),
-            In::new(hidden.as_ptr(), width as isize, 1),
-            In::new(weight.as_ptr(), 1, width as isize),
-            true,
-        );
+    // The GEMM writes every element.
+    let mut logits = unsafe {
+        written_by(n * vocab, |out| {
+            gemm_acc(
+                n,
+                vocab,
+                width,
+                Out::new(out, vocab as isize, 1),
+                In::new(hidden.as_ptr(), width as isize, 1),
+                In::new(weight.as_ptr(), 1, width as isize),
+                false,
+                Threads::Auto,
+            );
+        })
+    };
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), vocab, "bias size");
+        if vocab > 0 {
+            logits
+                .par_chunks_mut(vocab)
+                .for_each(|row| add_into(row, bias));
+        }
     }
     logits
+}
+
+/// `row += bias`, element by element.
+pub(crate) fn add_into(row: &mut [f32], bias: &[f32]) {
+    for (v, b) in row.iter_mut().zip(bias) {
+        *v += b;
+    }
 }
 
 /// Gradients of [`project`] given the gradient of the logits `d_logits` `[n, vocab]`: of the
@@ -829,40 +1256,62 @@ pub fn project_backward(
     let vocab = weight.len() / width.max(1);
     assert_eq!(d_logits.len(), n * vocab, "d_logits size");
     assert_eq!(hidden.len(), n * width, "hidden size");
-    let d_hidden = wanted[0].then(|| {
-        let mut d = vec![0.0f32; n * width];
-        // SAFETY: d [n, width] = d_logits [n, vocab] · weight [vocab, width], all row-major.
-        unsafe {
-            gemm_acc(
-                n,
-                width,
-                vocab,
-                Out::new(d.as_mut_ptr(), width as isize, 1),
-                In::new(d_logits.as_ptr(), vocab as isize, 1),
-                In::new(weight.as_ptr(), width as isize, 1),
-                false,
-            );
-        }
-        d
-    });
-    let d_weight = wanted[1].then(|| {
-        let mut d = vec![0.0f32; vocab * width];
-        // SAFETY: d [vocab, width] = d_logitsᵀ [vocab, n] · hidden [n, width]; the transpose is
-        // read through strides.
-        unsafe {
-            gemm_acc(
-                vocab,
-                width,
-                n,
-                Out::new(d.as_mut_ptr(), width as isize, 1),
-                In::new(d_logits.as_ptr(), 1, vocab as isize),
-                In::new(hidden.as_ptr(), width as isize, 1),
-                false,
-            );
-        }
-        d
-    });
-    let d_bias = wanted[2].then(|| column_sums(d_logits, vocab));
+    // The two products are independent and each too narrow to keep every thread of the pool
+    // busy on its own (the one for the hidden vectors is only `[n, width]`), so each gets half
+    // of the pool.
+    let pool = rayon::current_num_threads();
+    let both = wanted[0] && wanted[1] && pool > 1;
+    let threads = if both {
+        Threads::Share(pool / 2)
+    } else {
+        Threads::Auto
+    };
+    let hidden_grad = || {
+        wanted[0].then(|| {
+            // SAFETY: d [n, width] = d_logits [n, vocab] · weight [vocab, width], all row-major;
+            // the GEMM writes every element.
+            unsafe {
+                written_by(n * width, |out| {
+                    gemm_acc(
+                        n,
+                        width,
+                        vocab,
+                        Out::new(out, width as isize, 1),
+                        In::new(d_logits.as_ptr(), vocab as isize, 1),
+                        In::new(weight.as_ptr(), width as isize, 1),
+                        false,
+                        threads,
+                    )
+                })
+            }
+        })
+    };
+    let weight_grad = || {
+        wanted[1].then(|| {
+            // SAFETY: d [vocab, width] = d_logitsᵀ [vocab, n] · hidden [n, width]; the transpose
+            // is read through strides; the GEMM writes every element.
+            unsafe {
+                written_by(vocab * width, |out| {
+                    gemm_acc(
+                        vocab,
+                        width,
+                        n,
+                        Out::new(out, width as isize, 1),
+                        In::new(d_logits.as_ptr(), 1, vocab as isize),
+                        In::new(hidden.as_ptr(), width as isize, 1),
+                        false,
+                        threads,
+                    )
+                })
+            }
+        })
+    };
+    let bias_grad = || wanted[2].then(|| column_sums(d_logits, vocab));
+    let ((d_hidden, d_bias), d_weight) = if both {
+        rayon::join(|| (hidden_grad(), bias_grad()), weight_grad)
+    } else {
+        ((hidden_grad(), bias_grad()), weight_grad())
+    };
     ProjectGrads {
         hidden: d_hidden,
         weight: d_weight,
@@ -878,4 +1327,110 @@ pub struct ProjectGrads {
     pub weight: Option<Vec<f32>>,
     /// Of the bias, `[vocab]`.
     pub bias: Option<Vec<f32>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+            })
+            .collect()
+    }
+
+    fn assert_close(what: &str, a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len(), "{what}: length");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + x.abs().max(y.abs())),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    /// Cutting the batch into parts (here 1, 2 and 3, the last one shorter) gives what one part
+    /// gives, forward and backward.
+    #[test]
+    fn parts_of_a_batch_agree_with_the_whole() {
+        let d = SeqDims {
+            batch: 7,
+            time: 5,
+            input: 6,
+            hidden: 4,
+        };
+        let g4 = d.gates();
+        let x = values(d.rows() * d.input, 1);
+        let h0 = values(d.batch * d.hidden, 2);
+        let c0 = values(d.batch * d.hidden, 3);
+        let w_ih = values(g4 * d.input, 4);
+        let w_hh = values(g4 * d.hidden, 5);
+        let b_ih = values(g4, 6);
+        let b_hh = values(g4, 7);
+        let grad = values(d.packed_len(), 8);
+        let p = LstmParams {
+            w_ih: &w_ih,
+            w_hh: &w_hh,
+            b_ih: &b_ih,
+            b_hh: &b_hh,
+        };
+        let wanted = LstmWanted {
+            x: true,
+            h0: true,
+            c0: true,
+            w_ih: true,
+            w_hh: true,
+            bias: true,
+        };
+        let run = |parts: usize| {
+            let f = lstm_forward_in_parts(d, &x, &h0, &c0, p, parts);
+            let packed = f.packed.clone();
+            let g = lstm_backward_in_parts(
+                d, &x, &h0, &c0, &w_ih, &w_hh, &packed, f.saved, &grad, wanted, parts,
+            );
+            (packed, g)
+        };
+        let (packed_1, g_1) = run(1);
+        for parts in [2, 3] {
+            let (packed, g) = run(parts);
+            assert_close("packed", &packed, &packed_1);
+            for (what, a, b) in [
+                ("x", &g.x, &g_1.x),
+                ("h0", &g.h0, &g_1.h0),
+                ("c0", &g.c0, &g_1.c0),
+                ("w_ih", &g.w_ih, &g_1.w_ih),
+                ("w_hh", &g.w_hh, &g_1.w_hh),
+                ("bias", &g.bias, &g_1.bias),
+            ] {
+                assert_close(what, a.as_ref().unwrap(), b.as_ref().unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn column_sums_by_blocks_match_the_plain_sum() {
+        let (rows, width) = (300, 1000);
+        let m = values(rows * width, 9);
+        let got = column_sums(&m, width);
+        for (c, sum) in got.iter().enumerate() {
+            let want: f32 = (0..rows).map(|r| m[r * width + c]).sum();
+            assert_eq!(*sum, want, "column {c}");
+        }
+    }
+
+    #[test]
+    fn small_batches_stay_whole() {
+        assert_eq!(batch_parts(1), 1);
+        assert_eq!(batch_parts(MIN_PART_BATCH - 1), 1);
+        assert!(batch_parts(1024) <= rayon::current_num_threads());
+    }
 }

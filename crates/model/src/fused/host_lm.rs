@@ -149,6 +149,15 @@ impl HostLanguageModel {
             };
             debug_assert_eq!(input.len(), layer.input);
             let hidden = &mut rest[0];
+            if self.cell == CellKind::Lstm
+                && layer.w_ih.len() + layer.w_hh.len() >= PARALLEL_LAYER_FROM
+                && rayon::current_num_threads() > 1
+            {
+                let cell = &mut state.cell[k];
+                lstm_step_parallel(layer, input, hidden, cell, &mut state.next);
+                hidden.copy_from_slice(&state.next[..h]);
+                continue;
+            }
             gemv(&layer.w_ih, &layer.b_ih, input, &mut state.gates);
             gemv(&layer.w_hh, &layer.b_hh, hidden, &mut state.recurrent);
             match self.cell {
@@ -188,6 +197,60 @@ impl HostLanguageModel {
     }
 }
 
+/// Hidden units per parallel task of [`lstm_step_parallel`].
+const UNITS_PER_TASK: usize = 32;
+
+/// Layer size (elements of both weight matrices) from which one LSTM step is split across
+/// threads.
+const PARALLEL_LAYER_FROM: usize = 1 << 18;
+
+/// One LSTM step with the hidden units split across threads: each task computes the four gate
+/// rows of its units from both weight matrices and runs their cell arithmetic, so the layer is
+/// one parallel region instead of two serial products. Writes the new hidden vector into `next`
+/// and updates `cell` in place.
+fn lstm_step_parallel(
+    layer: &HostLayer,
+    input: &[f32],
+    hidden: &[f32],
+    cell: &mut [f32],
+    next: &mut [f32],
+) {
+    let h = hidden.len();
+    let (n_in, n_h) = (input.len(), h);
+    next[..h]
+        .par_chunks_mut(UNITS_PER_TASK)
+        .zip(cell.par_chunks_mut(UNITS_PER_TASK))
+        .enumerate()
+        .for_each(|(task, (h_out, c))| {
+            let units = h_out.len();
+            let first = task * UNITS_PER_TASK;
+            let mut z = [0.0f32; 4 * UNITS_PER_TASK];
+            let mut r = [0.0f32; UNITS_PER_TASK];
+            for g in 0..4 {
+                let rows = g * h + first..g * h + first + units;
+                let z_g = &mut z[g * units..(g + 1) * units];
+                gemv_rows(
+                    &layer.w_ih[rows.start * n_in..rows.end * n_in],
+                    &layer.b_ih[rows.clone()],
+                    input,
+                    z_g,
+                );
+                gemv_rows(
+                    &layer.w_hh[rows.start * n_h..rows.end * n_h],
+                    &layer.b_hh[rows],
+                    hidden,
+                    &mut r[..units],
+                );
+                for (a, b) in z_g.iter_mut().zip(&r) {
+                    *a += b;
+                }
+            }
+            let c_prev: [f32; UNITS_PER_TASK] =
+                std::array::from_fn(|j| c.get(j).copied().unwrap_or(0.0));
+            lstm_cell_forward(&mut z[..4 * units], &c_prev[..units], c, h_out);
+        });
+}
+
 /// `out = W·x + b` for a row-major `W` of `out.len()` rows, the rows split across threads when
 /// there are enough of them.
 fn gemv(w: &[f32], b: &[f32], x: &[f32], out: &mut [f32]) {
@@ -206,6 +269,12 @@ fn gemv(w: &[f32], b: &[f32], x: &[f32], out: &mut [f32]) {
 
 /// One thread's share of [`gemv`], with the CPU features picked once per call, not per row.
 fn gemv_rows(w: &[f32], b: &[f32], x: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::math::has_avx512f() {
+        // SAFETY: the CPU supports AVX-512F, checked just above.
+        unsafe { gemv_rows_avx512(w, b, x, out) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if super::math::has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA, checked just above.
@@ -267,6 +336,53 @@ fn gemv_rows_avx2(w: &[f32], b: &[f32], x: &[f32], out: &mut [f32]) {
             out[r + j] = hsum(_mm256_add_ps(acc[2 * j], acc[2 * j + 1])) + tail + b[r + j];
         }
         r += 4;
+    }
+    for j in r..rows {
+        let row = &w[j * n..(j + 1) * n];
+        out[j] = row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>() + b[j];
+    }
+}
+
+/// Eight rows at a time with AVX-512: each 16-float chunk of `x` is loaded once for eight rows
+/// (eight independent multiply-add chains), and the same columns of the next eight rows are
+/// prefetched, which keeps the product close to the cache's streaming rate.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn gemv_rows_avx512(w: &[f32], b: &[f32], x: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const ROWS: usize = 8;
+    let n = x.len();
+    let split = n - n % 16;
+    let rows = out.len();
+    assert!(w.len() >= rows * n && b.len() >= rows);
+    let wp = w.as_ptr();
+    let xp = x.as_ptr();
+    let mut r = 0;
+    while r + ROWS <= rows {
+        let mut acc = [_mm512_setzero_ps(); ROWS];
+        let prefetch = r + 2 * ROWS <= rows;
+        let mut k = 0;
+        while k < split {
+            // SAFETY: k + 16 <= n and row r + 7 < rows (r + 15 < rows for the prefetches), so
+            // every address is inside `x` and `w`.
+            unsafe {
+                let xv = _mm512_loadu_ps(xp.add(k));
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let row = wp.add((r + j) * n + k);
+                    if prefetch {
+                        _mm_prefetch::<_MM_HINT_T0>(row.add(ROWS * n) as *const i8);
+                    }
+                    *acc = _mm512_fmadd_ps(_mm512_loadu_ps(row), xv, *acc);
+                }
+            }
+            k += 16;
+        }
+        for (j, acc) in acc.iter().enumerate() {
+            let row = &w[(r + j) * n..(r + j + 1) * n];
+            let tail: f32 = (split..n).map(|k| row[k] * x[k]).sum();
+            out[r + j] = _mm512_reduce_add_ps(*acc) + tail + b[r + j];
+        }
+        r += ROWS;
     }
     for j in r..rows {
         let row = &w[j * n..(j + 1) * n];

@@ -21,7 +21,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, NdArray, TensorMetadata, backend_extension};
 use rayon::prelude::*;
 
-use super::cpu_kernel::{project, project_backward};
+use super::cpu_kernel::{add_into, project, project_backward};
 use super::math::softmax_cross_entropy_row;
 use super::op::HostTensors;
 
@@ -71,18 +71,27 @@ fn projected_host<B: HostTensors>(
         "projected cross-entropy: hidden [n, width] and weight [vocab, width]"
     );
     let (n, width, vocab) = (hs[0], hs[1], ws[0]);
-    let mut rows = project(n, width, &B::host(hidden), &B::host(weight), &B::host(bias));
-    let (loss, correct) =
-        cross_entropy_in_place(&mut rows, vocab, &B::host(targets), &B::host(weights));
+    let mut rows = project(n, width, &B::host(hidden), &B::host(weight), None);
+    let bias = B::host(bias);
+    assert_eq!(bias.len(), vocab, "projected cross-entropy: bias [vocab]");
+    let (loss, correct) = cross_entropy_in_place(
+        &mut rows,
+        vocab,
+        Some(&bias),
+        &B::host(targets),
+        &B::host(weights),
+    );
     let out = B::from_host(vec![loss, correct], &[2], &hidden.device());
     (out, rows)
 }
 
-/// Cross-entropy over `rows` (`[n, vocab]` logits), replacing them in place by the gradient of
-/// the loss; returns the loss and the correct count.
+/// Cross-entropy over `rows` (`[n, vocab]` logits, `bias` still to be added to every row when
+/// given), replacing them in place by the gradient of the loss; returns the loss and the correct
+/// count.
 fn cross_entropy_in_place(
     rows: &mut [f32],
     vocab: usize,
+    bias: Option<&[f32]>,
     targets: &[f32],
     weights: &[f32],
 ) -> (f32, f32) {
@@ -99,6 +108,9 @@ fn cross_entropy_in_place(
                 target < vocab,
                 "target id {target} is outside the vocabulary of {vocab}"
             );
+            if let Some(bias) = bias {
+                add_into(row, bias);
+            }
             let w = weights[r];
             let (loss, arg_max) = softmax_cross_entropy_row(row, target, w / count);
             let hit = if arg_max == target { w } else { 0.0 };
@@ -116,7 +128,7 @@ fn cross_entropy_host(
     weights: &[f32],
 ) -> (f32, f32, Vec<f32>) {
     let mut grad = logits.to_vec();
-    let (loss, correct) = cross_entropy_in_place(&mut grad, vocab, targets, weights);
+    let (loss, correct) = cross_entropy_in_place(&mut grad, vocab, None, targets, weights);
     (loss, correct, grad)
 }
 

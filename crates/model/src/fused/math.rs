@@ -284,6 +284,11 @@ pub fn exp_weights(x: &[f32], scale: f32, shift: f32, out: &mut [f32]) -> f64 {
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx512f() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
