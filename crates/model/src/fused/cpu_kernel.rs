@@ -508,10 +508,21 @@ fn lstm_backward_part(
         dc_next[b * h..(b + 1) * h].copy_from_slice(&grad[src..src + h]);
     }
     let mut dh = vec![0.0f32; h];
+    // Steps of each sequence up to its last one with a gradient; after it every gradient is
+    // exactly zero (a loss read at one position per sequence, right-padded, as the n-gram
+    // recipe does), so those steps are skipped here and their rows left out of the products
+    // after the loop.
+    let active: Vec<usize> = (0..b_n)
+        .map(|b| active_steps(&grad[b * packed_rs..(b + 1) * packed_rs], t_n, h))
+        .collect();
 
     for t in (0..t_n).rev() {
         for b in 0..b_n {
             let row = b * t_n + t;
+            if t >= active[b] {
+                dz[row * g4..(row + 1) * g4].fill(0.0);
+                continue;
+            }
             let g_out = &grad[b * packed_rs + t * h..b * packed_rs + (t + 1) * h];
             for ((d_h, g), n) in dh.iter_mut().zip(g_out).zip(&dh_next[b * h..(b + 1) * h]) {
                 *d_h = g + n;
@@ -546,7 +557,27 @@ fn lstm_backward_part(
         }
     }
 
-    let rows = d.rows();
+    // The rows with a gradient, packed to the front (each sequence's active steps are a prefix
+    // of its rows, so this moves whole blocks); with none skipped nothing moves.
+    let rows: usize = active.iter().sum();
+    let all_active = rows == d.rows();
+    let mut x_active = Vec::new();
+    if !all_active {
+        let mut at = 0;
+        for (b, &n) in active.iter().enumerate() {
+            dz.copy_within(b * t_n * g4..(b * t_n + n) * g4, at * g4);
+            at += n;
+        }
+        if wanted.w_ih {
+            x_active.reserve(rows * e);
+            for (b, &n) in active.iter().enumerate() {
+                x_active.extend_from_slice(&x[b * t_n * e..(b * t_n + n) * e]);
+            }
+        }
+    }
+    let dz = &dz[..rows * g4];
+    let x = if all_active { x } else { &x_active[..] };
+
     let mut out = PartialGrads::default();
     if wanted.bias {
         let mut sums = vec![0.0f32; g4];
@@ -572,7 +603,7 @@ fn lstm_backward_part(
         });
     }
     if wanted.w_hh {
-        let h_prev = previous_hidden(d, h0, packed, packed_rs);
+        let h_prev = previous_hidden(d, &active, h0, packed, packed_rs);
         // SAFETY: dzᵀ is `[4H, rows]`, `h_prev` is `[rows, H]`; the GEMM writes every element
         // of the `[4H, H]` result.
         out.w_hh = Some(unsafe {
@@ -591,23 +622,59 @@ fn lstm_backward_part(
         });
     }
     if wanted.x {
-        assert_eq!(dx.len(), rows * e, "dx part size");
-        // SAFETY: dz is `[rows, 4H]`, `w_ih` is `[4H, E]`, `dx` is this part's `[rows, E]`,
-        // every element of which the GEMM writes (it never reads the destination).
+        assert_eq!(dx.len(), d.rows() * e, "dx part size");
+        // The active rows' gradient, written straight into `dx` when no row was skipped.
+        let mut dx_active = Vec::with_capacity(if all_active { 0 } else { rows * e });
+        let dst = if all_active {
+            dx.as_mut_ptr().cast::<f32>()
+        } else {
+            dx_active.as_mut_ptr()
+        };
+        // SAFETY: dz is `[rows, 4H]`, `w_ih` is `[4H, E]`, `dst` has room for `[rows, E]`, every
+        // element of which the GEMM writes (it never reads the destination).
         unsafe {
             gemm_acc(
                 rows,
                 e,
                 g4,
-                Out::new(dx.as_mut_ptr().cast::<f32>(), e as isize, 1),
+                Out::new(dst, e as isize, 1),
                 In::new(dz.as_ptr(), g4 as isize, 1),
                 In::new(w_ih.as_ptr(), e as isize, 1),
                 false,
                 threads,
             );
         }
+        if !all_active {
+            // SAFETY: the GEMM above wrote all `rows · E` elements.
+            unsafe { dx_active.set_len(rows * e) };
+            let mut from = 0;
+            for (b, &n) in active.iter().enumerate() {
+                let block = &mut dx[b * t_n * e..(b + 1) * t_n * e];
+                let (head, tail) = block.split_at_mut(n * e);
+                for (dst, v) in head.iter_mut().zip(&dx_active[from * e..(from + n) * e]) {
+                    dst.write(*v);
+                }
+                tail.fill(MaybeUninit::new(0.0));
+                from += n;
+            }
+        }
     }
     out
+}
+
+/// How many leading steps of one sequence can have a nonzero gradient, given the gradient of
+/// its packed output (`[time + 1, hidden]`: the outputs, then the final cell): all of them when
+/// the final cell has one, else up to the last output that has one.
+fn active_steps(grad: &[f32], time: usize, hidden: usize) -> usize {
+    let nonzero = |slot: usize| {
+        grad[slot * hidden..(slot + 1) * hidden]
+            .iter()
+            .any(|&g| g != 0.0)
+    };
+    if nonzero(time) {
+        return time;
+    }
+    (0..time).rev().find(|&t| nonzero(t)).map_or(0, |t| t + 1)
 }
 
 /// What the GRU forward pass leaves for the backward pass.
@@ -847,7 +914,7 @@ pub fn gru_backward(
         grads.w_ih = Some(dw);
     }
     if wanted.w_hh {
-        let h_prev = previous_hidden(d, h0, output, out_rs);
+        let h_prev = previous_hidden(d, &vec![d.time; d.batch], h0, output, out_rs);
         // SAFETY: dhpᵀ is `[3H, rows]`, `h_prev` is `[rows, H]`.
         // The GEMM writes every element, so the buffer is not zero-filled first.
         let dw = unsafe {
@@ -929,20 +996,22 @@ fn add_columns(m: &[f32], width: usize, first: usize, sums: &mut [f32]) {
     }
 }
 
-/// The hidden state entering every step, `[batch·time, hidden]` with rows `b·time + t`, from
-/// `h0` and the outputs (`[batch, time(+1), hidden]`, row stride `out_rs`).
-fn previous_hidden(d: SeqDims, h0: &[f32], output: &[f32], out_rs: usize) -> Vec<f32> {
+/// The hidden state entering each of the first `active[b]` steps of every sequence `b`, rows
+/// packed in that order (`[Σ active, hidden]`), from `h0` and the outputs (`[batch, time + 1,
+/// hidden]`, row stride `out_rs`).
+fn previous_hidden(
+    d: SeqDims,
+    active: &[usize],
+    h0: &[f32],
+    output: &[f32],
+    out_rs: usize,
+) -> Vec<f32> {
     let h = d.hidden;
-    let mut h_prev = vec![0.0f32; d.rows() * h];
-    for b in 0..d.batch {
-        for t in 0..d.time {
-            let row = b * d.time + t;
-            let src: &[f32] = if t == 0 {
-                &h0[b * h..(b + 1) * h]
-            } else {
-                &output[b * out_rs + (t - 1) * h..b * out_rs + t * h]
-            };
-            h_prev[row * h..(row + 1) * h].copy_from_slice(src);
+    let mut h_prev = Vec::with_capacity(active.iter().sum::<usize>() * h);
+    for (b, &n) in active.iter().enumerate() {
+        if n > 0 {
+            h_prev.extend_from_slice(&h0[b * h..(b + 1) * h]);
+            h_prev.extend_from_slice(&output[b * out_rs..b * out_rs + (n - 1) * h]);
         }
     }
     h_prev
@@ -1410,6 +1479,76 @@ mod tests {
                 ("w_ih", &g.w_ih, &g_1.w_ih),
                 ("w_hh", &g.w_hh, &g_1.w_hh),
                 ("bias", &g.bias, &g_1.bias),
+            ] {
+                assert_close(what, a.as_ref().unwrap(), b.as_ref().unwrap());
+            }
+        }
+    }
+
+    /// Steps after a sequence's last gradient are skipped: the result equals the one where
+    /// those gradients are tiny but not zero (so nothing is skipped), for every way of cutting
+    /// the batch, with a sequence whose only gradient is at step 0, one with none at all and
+    /// one with a gradient on its final cell.
+    #[test]
+    fn steps_after_the_last_gradient_are_skipped_exactly() {
+        let d = SeqDims {
+            batch: 5,
+            time: 6,
+            input: 3,
+            hidden: 4,
+        };
+        let (g4, h, slots) = (d.gates(), d.hidden, d.time + 1);
+        let x = values(d.rows() * d.input, 11);
+        let h0 = values(d.batch * h, 12);
+        let c0 = values(d.batch * h, 13);
+        let w_ih = values(g4 * d.input, 14);
+        let w_hh = values(g4 * h, 15);
+        let b_ih = values(g4, 16);
+        let b_hh = values(g4, 17);
+        let p = LstmParams {
+            w_ih: &w_ih,
+            w_hh: &w_hh,
+            b_ih: &b_ih,
+            b_hh: &b_hh,
+        };
+        // Last step with a gradient per sequence (`None`: no gradient; `Some(time)`: the
+        // final cell's).
+        let last = [Some(2), Some(0), None, Some(5), Some(6)];
+        let full = values(d.packed_len(), 18);
+        let with_tail = |tail: f32| -> Vec<f32> {
+            let mut g = full.clone();
+            for (b, l) in last.iter().enumerate() {
+                let from = l.map_or(0, |l| l + 1);
+                for slot in from..slots {
+                    g[(b * slots + slot) * h..(b * slots + slot + 1) * h].fill(tail);
+                }
+            }
+            g
+        };
+        let wanted = LstmWanted {
+            x: true,
+            h0: true,
+            c0: true,
+            w_ih: true,
+            w_hh: true,
+            bias: true,
+        };
+        let run = |grad: &[f32], parts: usize| {
+            let f = lstm_forward_in_parts(d, &x, &h0, &c0, p, parts);
+            lstm_backward_in_parts(
+                d, &x, &h0, &c0, &w_ih, &w_hh, &f.packed, f.saved, grad, wanted, parts,
+            )
+        };
+        let want = run(&with_tail(1e-30), 1);
+        for parts in [1, 2, 3] {
+            let got = run(&with_tail(0.0), parts);
+            for (what, a, b) in [
+                ("x", &got.x, &want.x),
+                ("h0", &got.h0, &want.h0),
+                ("c0", &got.c0, &want.c0),
+                ("w_ih", &got.w_ih, &want.w_ih),
+                ("w_hh", &got.w_hh, &want.w_hh),
+                ("bias", &got.bias, &want.bias),
             ] {
                 assert_close(what, a.as_ref().unwrap(), b.as_ref().unwrap());
             }
