@@ -553,14 +553,7 @@ fn host_kernel_gradients_match_finite_differences() {
         b_hh: &leaves[6],
     };
     let fwd = lstm_forward(d, &leaves[0], &leaves[1], &leaves[2], params);
-    let all = LstmWanted {
-        x: true,
-        h0: true,
-        c0: true,
-        w_ih: true,
-        w_hh: true,
-        bias: true,
-    };
+    let all = LstmWanted::ALL;
     let grads = lstm_backward(
         d,
         &leaves[0],

@@ -103,7 +103,7 @@ pub struct LstmGrads {
     pub bias: Option<Vec<f32>>,
 }
 
-/// Which gradients [`lstm_backward`] computes.
+/// Which gradients [`lstm_backward`] computes ([`LstmWanted::ALL`]: every one).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LstmWanted {
     /// Gradient of the input sequence.
@@ -118,6 +118,18 @@ pub struct LstmWanted {
     pub w_hh: bool,
     /// Gradient of either bias.
     pub bias: bool,
+}
+
+impl LstmWanted {
+    /// Every gradient.
+    pub const ALL: LstmWanted = LstmWanted {
+        x: true,
+        h0: true,
+        c0: true,
+        w_ih: true,
+        w_hh: true,
+        bias: true,
+    };
 }
 
 /// Runs the layer over the whole sequence.
@@ -315,9 +327,10 @@ fn lstm_forward_part(
 /// `packed` is the forward output, `grad` the gradient of the loss with respect to it (same
 /// shape). `saved` is consumed: its gate buffer is overwritten with the pre-activation gradients.
 ///
-/// The loop over the steps runs per part of the batch like [`lstm_forward`]; the weight
-/// gradients, which sum over the whole batch, are large GEMMs after it (so they do not depend on
-/// how the batch was cut).
+/// Each part of the batch (as in [`lstm_forward`]) runs its loop over the steps, its input
+/// gradient and its share of the weight gradients on one thread; the shares are added in part
+/// order, so for a given number of threads the result is the same every run. Steps after a
+/// sequence's last nonzero gradient are skipped (their gradients are exactly zero).
 #[allow(clippy::too_many_arguments)]
 pub fn lstm_backward(
     d: SeqDims,
@@ -585,41 +598,11 @@ fn lstm_backward_part(
         out.bias = Some(sums);
     }
     if wanted.w_ih {
-        // SAFETY: dzᵀ is `[4H, rows]` (row stride 1, column stride 4H), `x` is `[rows, E]`; the
-        // GEMM writes every element of the `[4H, E]` result.
-        out.w_ih = Some(unsafe {
-            written_by(g4 * e, |dst| {
-                gemm_acc(
-                    g4,
-                    e,
-                    rows,
-                    Out::new(dst, e as isize, 1),
-                    In::new(dz.as_ptr(), 1, g4 as isize),
-                    In::new(x.as_ptr(), e as isize, 1),
-                    false,
-                    threads,
-                )
-            })
-        });
+        out.w_ih = Some(weight_gradient(dz, g4, x, e, threads));
     }
     if wanted.w_hh {
         let h_prev = previous_hidden(d, &active, h0, packed, packed_rs);
-        // SAFETY: dzᵀ is `[4H, rows]`, `h_prev` is `[rows, H]`; the GEMM writes every element
-        // of the `[4H, H]` result.
-        out.w_hh = Some(unsafe {
-            written_by(g4 * h, |dst| {
-                gemm_acc(
-                    g4,
-                    h,
-                    rows,
-                    Out::new(dst, h as isize, 1),
-                    In::new(dz.as_ptr(), 1, g4 as isize),
-                    In::new(h_prev.as_ptr(), h as isize, 1),
-                    false,
-                    threads,
-                )
-            })
-        });
+        out.w_hh = Some(weight_gradient(dz, g4, &h_prev, h, threads));
     }
     if wanted.x {
         assert_eq!(dx.len(), d.rows() * e, "dx part size");
@@ -660,6 +643,37 @@ fn lstm_backward_part(
         }
     }
     out
+}
+
+/// The gradient of a weight `[gates, width]` from the pre-activation gradients `dz`
+/// (`[rows, gates]`) and what the weight multiplied (`inputs`, `[rows, width]`): `dzᵀ · inputs`.
+fn weight_gradient(
+    dz: &[f32],
+    gates: usize,
+    inputs: &[f32],
+    width: usize,
+    threads: Threads,
+) -> Vec<f32> {
+    let rows = dz.len() / gates.max(1);
+    assert_eq!(dz.len(), rows * gates, "dz size");
+    assert_eq!(inputs.len(), rows * width, "inputs size");
+    // SAFETY: dzᵀ is `[gates, rows]` (row stride 1, column stride `gates`), `inputs` is
+    // `[rows, width]`, both in bounds by the asserts; the GEMM writes every element of the
+    // `[gates, width]` result.
+    unsafe {
+        written_by(gates * width, |dst| {
+            gemm_acc(
+                gates,
+                width,
+                rows,
+                Out::new(dst, width as isize, 1),
+                In::new(dz.as_ptr(), 1, gates as isize),
+                In::new(inputs.as_ptr(), width as isize, 1),
+                false,
+                threads,
+            )
+        })
+    }
 }
 
 /// How many leading steps of one sequence can have a nonzero gradient, given the gradient of
@@ -895,43 +909,11 @@ pub fn gru_backward(
         grads.b_hh = Some(column_sums(&dhp, g3));
     }
     if wanted.w_ih {
-        // SAFETY: dxpᵀ is `[3H, rows]`, `x` is `[rows, E]`.
-        // The GEMM writes every element, so the buffer is not zero-filled first.
-        let dw = unsafe {
-            written_by(g3 * e, |out| {
-                gemm_acc(
-                    g3,
-                    e,
-                    d.rows(),
-                    Out::new(out, e as isize, 1),
-                    In::new(dxp.as_ptr(), 1, g3 as isize),
-                    In::new(x.as_ptr(), e as isize, 1),
-                    false,
-                    Threads::Auto,
-                );
-            })
-        };
-        grads.w_ih = Some(dw);
+        grads.w_ih = Some(weight_gradient(&dxp, g3, x, e, Threads::Auto));
     }
     if wanted.w_hh {
         let h_prev = previous_hidden(d, &vec![d.time; d.batch], h0, output, out_rs);
-        // SAFETY: dhpᵀ is `[3H, rows]`, `h_prev` is `[rows, H]`.
-        // The GEMM writes every element, so the buffer is not zero-filled first.
-        let dw = unsafe {
-            written_by(g3 * h, |out| {
-                gemm_acc(
-                    g3,
-                    h,
-                    d.rows(),
-                    Out::new(out, h as isize, 1),
-                    In::new(dhp.as_ptr(), 1, g3 as isize),
-                    In::new(h_prev.as_ptr(), h as isize, 1),
-                    false,
-                    Threads::Auto,
-                );
-            })
-        };
-        grads.w_hh = Some(dw);
+        grads.w_hh = Some(weight_gradient(&dhp, g3, &h_prev, h, Threads::Auto));
     }
     if wanted.x {
         // SAFETY: dxp is `[rows, 3H]`, `w_ih` is `[3H, E]`.
@@ -1355,26 +1337,8 @@ pub fn project_backward(
             }
         })
     };
-    let weight_grad = || {
-        wanted[1].then(|| {
-            // SAFETY: d [vocab, width] = d_logitsᵀ [vocab, n] · hidden [n, width]; the transpose
-            // is read through strides; the GEMM writes every element.
-            unsafe {
-                written_by(vocab * width, |out| {
-                    gemm_acc(
-                        vocab,
-                        width,
-                        n,
-                        Out::new(out, width as isize, 1),
-                        In::new(d_logits.as_ptr(), 1, vocab as isize),
-                        In::new(hidden.as_ptr(), width as isize, 1),
-                        false,
-                        threads,
-                    )
-                })
-            }
-        })
-    };
+    let weight_grad =
+        || wanted[1].then(|| weight_gradient(d_logits, vocab, hidden, width, threads));
     let bias_grad = || wanted[2].then(|| column_sums(d_logits, vocab));
     let ((d_hidden, d_bias), d_weight) = if both {
         rayon::join(|| (hidden_grad(), bias_grad()), weight_grad)
@@ -1427,6 +1391,65 @@ mod tests {
         }
     }
 
+    /// The inputs and weights of one LSTM layer, deterministic from a seed.
+    struct Layer {
+        d: SeqDims,
+        x: Vec<f32>,
+        h0: Vec<f32>,
+        c0: Vec<f32>,
+        w_ih: Vec<f32>,
+        w_hh: Vec<f32>,
+        b_ih: Vec<f32>,
+        b_hh: Vec<f32>,
+    }
+
+    impl Layer {
+        fn new(d: SeqDims, seed: u64) -> Self {
+            let g4 = d.gates();
+            Layer {
+                d,
+                x: values(d.rows() * d.input, seed),
+                h0: values(d.batch * d.hidden, seed + 1),
+                c0: values(d.batch * d.hidden, seed + 2),
+                w_ih: values(g4 * d.input, seed + 3),
+                w_hh: values(g4 * d.hidden, seed + 4),
+                b_ih: values(g4, seed + 5),
+                b_hh: values(g4, seed + 6),
+            }
+        }
+
+        /// Forward, then backward of `grad` with every gradient wanted, in `parts` parts.
+        fn run(&self, grad: &[f32], parts: usize) -> (Vec<f32>, LstmGrads) {
+            let p = LstmParams {
+                w_ih: &self.w_ih,
+                w_hh: &self.w_hh,
+                b_ih: &self.b_ih,
+                b_hh: &self.b_hh,
+            };
+            let wanted = LstmWanted::ALL;
+            let (d, x, h0, c0) = (self.d, &self.x, &self.h0, &self.c0);
+            let f = lstm_forward_in_parts(d, x, h0, c0, p, parts);
+            let packed = f.packed.clone();
+            let g = lstm_backward_in_parts(
+                d, x, h0, c0, &self.w_ih, &self.w_hh, &packed, f.saved, grad, wanted, parts,
+            );
+            (packed, g)
+        }
+    }
+
+    fn assert_grads_close(got: &LstmGrads, want: &LstmGrads) {
+        for (what, a, b) in [
+            ("x", &got.x, &want.x),
+            ("h0", &got.h0, &want.h0),
+            ("c0", &got.c0, &want.c0),
+            ("w_ih", &got.w_ih, &want.w_ih),
+            ("w_hh", &got.w_hh, &want.w_hh),
+            ("bias", &got.bias, &want.bias),
+        ] {
+            assert_close(what, a.as_ref().unwrap(), b.as_ref().unwrap());
+        }
+    }
+
     /// Cutting the batch into parts (here 1, 2 and 3, the last one shorter) gives what one part
     /// gives, forward and backward.
     #[test]
@@ -1437,51 +1460,13 @@ mod tests {
             input: 6,
             hidden: 4,
         };
-        let g4 = d.gates();
-        let x = values(d.rows() * d.input, 1);
-        let h0 = values(d.batch * d.hidden, 2);
-        let c0 = values(d.batch * d.hidden, 3);
-        let w_ih = values(g4 * d.input, 4);
-        let w_hh = values(g4 * d.hidden, 5);
-        let b_ih = values(g4, 6);
-        let b_hh = values(g4, 7);
+        let layer = Layer::new(d, 1);
         let grad = values(d.packed_len(), 8);
-        let p = LstmParams {
-            w_ih: &w_ih,
-            w_hh: &w_hh,
-            b_ih: &b_ih,
-            b_hh: &b_hh,
-        };
-        let wanted = LstmWanted {
-            x: true,
-            h0: true,
-            c0: true,
-            w_ih: true,
-            w_hh: true,
-            bias: true,
-        };
-        let run = |parts: usize| {
-            let f = lstm_forward_in_parts(d, &x, &h0, &c0, p, parts);
-            let packed = f.packed.clone();
-            let g = lstm_backward_in_parts(
-                d, &x, &h0, &c0, &w_ih, &w_hh, &packed, f.saved, &grad, wanted, parts,
-            );
-            (packed, g)
-        };
-        let (packed_1, g_1) = run(1);
+        let (packed_1, g_1) = layer.run(&grad, 1);
         for parts in [2, 3] {
-            let (packed, g) = run(parts);
+            let (packed, g) = layer.run(&grad, parts);
             assert_close("packed", &packed, &packed_1);
-            for (what, a, b) in [
-                ("x", &g.x, &g_1.x),
-                ("h0", &g.h0, &g_1.h0),
-                ("c0", &g.c0, &g_1.c0),
-                ("w_ih", &g.w_ih, &g_1.w_ih),
-                ("w_hh", &g.w_hh, &g_1.w_hh),
-                ("bias", &g.bias, &g_1.bias),
-            ] {
-                assert_close(what, a.as_ref().unwrap(), b.as_ref().unwrap());
-            }
+            assert_grads_close(&g, &g_1);
         }
     }
 
@@ -1497,20 +1482,8 @@ mod tests {
             input: 3,
             hidden: 4,
         };
-        let (g4, h, slots) = (d.gates(), d.hidden, d.time + 1);
-        let x = values(d.rows() * d.input, 11);
-        let h0 = values(d.batch * h, 12);
-        let c0 = values(d.batch * h, 13);
-        let w_ih = values(g4 * d.input, 14);
-        let w_hh = values(g4 * h, 15);
-        let b_ih = values(g4, 16);
-        let b_hh = values(g4, 17);
-        let p = LstmParams {
-            w_ih: &w_ih,
-            w_hh: &w_hh,
-            b_ih: &b_ih,
-            b_hh: &b_hh,
-        };
+        let (h, slots) = (d.hidden, d.time + 1);
+        let layer = Layer::new(d, 11);
         // Last step with a gradient per sequence (`None`: no gradient; `Some(time)`: the
         // final cell's).
         let last = [Some(2), Some(0), None, Some(5), Some(6)];
@@ -1525,33 +1498,10 @@ mod tests {
             }
             g
         };
-        let wanted = LstmWanted {
-            x: true,
-            h0: true,
-            c0: true,
-            w_ih: true,
-            w_hh: true,
-            bias: true,
-        };
-        let run = |grad: &[f32], parts: usize| {
-            let f = lstm_forward_in_parts(d, &x, &h0, &c0, p, parts);
-            lstm_backward_in_parts(
-                d, &x, &h0, &c0, &w_ih, &w_hh, &f.packed, f.saved, grad, wanted, parts,
-            )
-        };
-        let want = run(&with_tail(1e-30), 1);
+        let (_, want) = layer.run(&with_tail(1e-30), 1);
         for parts in [1, 2, 3] {
-            let got = run(&with_tail(0.0), parts);
-            for (what, a, b) in [
-                ("x", &got.x, &want.x),
-                ("h0", &got.h0, &want.h0),
-                ("c0", &got.c0, &want.c0),
-                ("w_ih", &got.w_ih, &want.w_ih),
-                ("w_hh", &got.w_hh, &want.w_hh),
-                ("bias", &got.bias, &want.bias),
-            ] {
-                assert_close(what, a.as_ref().unwrap(), b.as_ref().unwrap());
-            }
+            let (_, got) = layer.run(&with_tail(0.0), parts);
+            assert_grads_close(&got, &want);
         }
     }
 
