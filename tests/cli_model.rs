@@ -515,6 +515,10 @@ fn devices_flag_trains_data_parallel_and_refuses_bad_combinations() {
     let o = train(&["--devices", "2"], "two");
     assert!(o.status.success(), "train failed: {}", stderr(&o));
     assert!(stdout(&o).contains("trained 1 epochs"), "{}", stdout(&o));
+    // One pool thread, which runs the training itself: the shards' backward passes must not
+    // wait for a second one.
+    let o = train(&["--devices", "2", "--threads", "1"], "one-thread");
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
 
     assert_clean_error(&train(&["--devices", "0,1"], "list"), "single CPU device");
     assert_clean_error(&train(&["--devices", "0"], "zero"), "at least 1");

@@ -16,6 +16,7 @@
 //!    exactly what one device would compute on the whole batch (up to float rounding);
 //! 5. the caller clips and steps the optimizer once, on the main device; the next step forks
 //!    the updated weights again (the broadcast).
+use rayon::prelude::*;
 use std::ops::Range;
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -183,31 +184,25 @@ pub(crate) fn forward_backward_parallel(
     let total_tokens: usize = pending.iter().map(|p| p.3).sum();
     let total = total_tokens.max(1) as f64;
 
-    // Backward passes in parallel, one thread per device.
-    let outputs: Vec<ShardOutput> = std::thread::scope(|scope| {
-        let handles: Vec<_> = pending
-            .into_iter()
-            .map(|(replica, loss, correct, tokens)| {
-                scope.spawn(move || {
-                    let figures = Tensor::cat(vec![loss.clone().detach(), correct], 0)
-                        .into_data()
-                        .convert::<f32>()
-                        .try_to_vec::<f32>()
-                        .unwrap_or_else(|_| vec![f32::NAN, 0.0]);
-                    let grads = GradientsParams::from_grads(loss.backward(), &replica);
-                    ShardOutput {
-                        figures,
-                        grads,
-                        tokens,
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
+    // Backward passes in parallel, as tasks of the thread pool: training runs on a pool thread
+    // (`on_pool`), which must go on taking work while it waits for the shards, or a pool of one
+    // thread would wait forever for the kernels the shards hand to it.
+    let outputs: Vec<ShardOutput> = pending
+        .into_par_iter()
+        .map(|(replica, loss, correct, tokens)| {
+            let figures = Tensor::cat(vec![loss.clone().detach(), correct], 0)
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_else(|_| vec![f32::NAN, 0.0]);
+            let grads = GradientsParams::from_grads(loss.backward(), &replica);
+            ShardOutput {
+                figures,
+                grads,
+                tokens,
+            }
+        })
+        .collect();
 
     let mut grads = GradientsParams::new();
     let mut loss = 0.0;

@@ -172,11 +172,7 @@ fn lstm_forward_in_parts(
 
     let per = d.batch.div_ceil(parts.max(1)).max(1);
     let count = d.batch.div_ceil(per);
-    let threads = if count > 1 {
-        Threads::One
-    } else {
-        Threads::Auto
-    };
+    let threads = part_threads(count);
     let work = split(x, per * t_n * e, count)
         .zip(split(h0, per * h, count))
         .zip(split(c0, per * h, count))
@@ -191,7 +187,7 @@ fn lstm_forward_in_parts(
             count,
         ))
         .zip(split_mut(
-            packed.spare_capacity_mut(),
+            &mut packed.spare_capacity_mut()[..d.packed_len()],
             per * (t_n + 1) * h,
             count,
         ))
@@ -381,11 +377,7 @@ fn lstm_backward_in_parts(
 
     let per = d.batch.div_ceil(parts.max(1)).max(1);
     let count = d.batch.div_ceil(per);
-    let threads = if count > 1 {
-        Threads::One
-    } else {
-        Threads::Auto
-    };
+    let threads = part_threads(count);
     let dx_part = if wanted.x { per * t_n * e } else { 0 };
     let work = split(x, per * t_n * e, count)
         .zip(split(h0, per * h, count))
@@ -971,6 +963,9 @@ const SIMD_COLUMNS: usize = 16;
 
 /// Adds columns `first..first + sums.len()` of every row of `m` into `sums`.
 fn add_columns(m: &[f32], width: usize, first: usize, sums: &mut [f32]) {
+    if width == 0 {
+        return;
+    }
     for row in m.chunks_exact(width) {
         for (acc, v) in sums.iter_mut().zip(&row[first..]) {
             *acc += v;
@@ -1002,12 +997,28 @@ fn previous_hidden(
 /// Sequences below which a part of the batch is not worth a thread of its own.
 const MIN_PART_BATCH: usize = 8;
 
+/// At most this many parts: each part of the backward holds its own copy of the weight
+/// gradients until they are added, which a part per thread of a large machine would multiply.
+const MAX_PARTS: usize = 8;
+
 /// Into how many parts [`lstm_forward`] and [`lstm_backward`] cut a batch: one per thread of the
-/// pool, each of at least [`MIN_PART_BATCH`] sequences.
+/// pool (at most [`MAX_PARTS`]), each of at least [`MIN_PART_BATCH`] sequences.
 fn batch_parts(batch: usize) -> usize {
     rayon::current_num_threads()
+        .min(MAX_PARTS)
         .min(batch / MIN_PART_BATCH)
         .max(1)
+}
+
+/// The threads each of `count` parts may give its GEMMs: all of them for a whole batch, the
+/// pool's share per part when the pool has at least two threads per part, else its own.
+fn part_threads(count: usize) -> Threads {
+    let pool = rayon::current_num_threads();
+    match count {
+        0 | 1 => Threads::Auto,
+        _ if pool >= 2 * count => Threads::Share(pool / count),
+        _ => Threads::One,
+    }
 }
 
 /// `count` consecutive pieces of `buf`, each `len` long but the last (which may be shorter or
