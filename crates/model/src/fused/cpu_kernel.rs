@@ -742,14 +742,66 @@ pub struct GruWanted {
 /// `[batch, time, hidden]` (the final hidden state is its last step). `p` holds the GRU's
 /// `[3·hidden, …]` weights and biases.
 pub fn gru_forward(d: SeqDims, x: &[f32], h0: &[f32], p: LstmParams<'_>) -> GruForward {
-    let (b_n, t_n, e, h) = (d.batch, d.time, d.input, d.hidden);
+    gru_forward_in_parts(d, x, h0, p, batch_parts(d.batch))
+}
+
+/// [`gru_forward`] with the batch cut into `parts` parts, each run on its own thread like the
+/// LSTM's.
+fn gru_forward_in_parts(
+    d: SeqDims,
+    x: &[f32],
+    h0: &[f32],
+    p: LstmParams<'_>,
+    parts: usize,
+) -> GruForward {
+    let (t_n, e, h) = (d.time, d.input, d.hidden);
     let g3 = 3 * h;
     check_gru_inputs(d, x, h0, p.w_ih, p.w_hh);
     assert_eq!(p.b_ih.len(), g3, "b_ih size");
     assert_eq!(p.b_hh.len(), g3, "b_hh size");
-
-    // Input projections of every step with b_ih, one GEMM.
     let mut gates = vec![0.0f32; d.rows() * g3];
+    let mut hn = vec![0.0f32; d.rows() * h];
+    let mut output = vec![0.0f32; d.rows() * h];
+    let w_hh_t = RecurrentWeight::new(p.w_hh, g3, h, t_n);
+    let w_hh_t = &w_hh_t;
+
+    let per = d.batch.div_ceil(parts.max(1)).max(1);
+    let count = d.batch.div_ceil(per);
+    let threads = part_threads(count);
+    let work = split(x, per * t_n * e, count)
+        .zip(split(h0, per * h, count))
+        .zip(split_mut(&mut gates, per * t_n * g3, count))
+        .zip(split_mut(&mut hn, per * t_n * h, count))
+        .zip(split_mut(&mut output, per * t_n * h, count))
+        .enumerate()
+        .map(|(i, ((((x, h0), gates), hn), output))| {
+            let part = SeqDims {
+                batch: per.min(d.batch - i * per),
+                ..d
+            };
+            move || gru_forward_part(part, x, h0, p, w_hh_t, [gates, hn, output], threads)
+        });
+    run_parts(work.collect());
+    GruForward {
+        output,
+        saved: GruSaved { gates, hn },
+    }
+}
+
+/// [`gru_forward`] over the sequences of one part, into its `[gates, hn, output]` buffers.
+fn gru_forward_part(
+    d: SeqDims,
+    x: &[f32],
+    h0: &[f32],
+    p: LstmParams<'_>,
+    w_hh_t: &RecurrentWeight<'_>,
+    bufs: [&mut [f32]; 3],
+    threads: Threads,
+) {
+    let (b_n, t_n, e, h) = (d.batch, d.time, d.input, d.hidden);
+    let g3 = 3 * h;
+    let [gates, hn, output] = bufs;
+    // Input projections of every step with b_ih, one GEMM.
     for row in gates.chunks_exact_mut(g3) {
         row.copy_from_slice(p.b_ih);
     }
@@ -763,12 +815,9 @@ pub fn gru_forward(d: SeqDims, x: &[f32], h0: &[f32], p: LstmParams<'_>) -> GruF
             In::new(x.as_ptr(), e as isize, 1),
             In::new(p.w_ih.as_ptr(), 1, e as isize),
             true,
-            Threads::Auto,
+            threads,
         );
     }
-    let w_hh_t = RecurrentWeight::new(p.w_hh, g3, h, t_n);
-    let mut hn = vec![0.0f32; d.rows() * h];
-    let mut output = vec![0.0f32; d.rows() * h];
     // The recurrent projection of one step, `[B, 3H]`, b_hh included.
     let mut hp = vec![0.0f32; b_n * g3];
     let out_rs = t_n * h;
@@ -794,7 +843,7 @@ pub fn gru_forward(d: SeqDims, x: &[f32], h0: &[f32], p: LstmParams<'_>) -> GruF
                 In::new(h_prev, h_prev_rs, 1),
                 w_hh_t.operand(),
                 true,
-                Threads::Auto,
+                threads,
             );
         }
         for b in 0..b_n {
@@ -815,10 +864,6 @@ pub fn gru_forward(d: SeqDims, x: &[f32], h0: &[f32], p: LstmParams<'_>) -> GruF
             );
         }
     }
-    GruForward {
-        output,
-        saved: GruSaved { gates, hn },
-    }
 }
 
 /// Backpropagation through time for [`gru_forward`].
@@ -837,6 +882,23 @@ pub fn gru_backward(
     grad: &[f32],
     wanted: GruWanted,
 ) -> GruGrads {
+    let parts = batch_parts(d.batch);
+    gru_backward_in_parts(d, x, h0, w_ih, w_hh, output, saved, grad, wanted, parts)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gru_backward_in_parts(
+    d: SeqDims,
+    x: &[f32],
+    h0: &[f32],
+    w_ih: &[f32],
+    w_hh: &[f32],
+    output: &[f32],
+    saved: GruSaved,
+    grad: &[f32],
+    wanted: GruWanted,
+    parts: usize,
+) -> GruGrads {
     let (b_n, t_n, e, h) = (d.batch, d.time, d.input, d.hidden);
     let g3 = 3 * h;
     check_gru_inputs(d, x, h0, w_ih, w_hh);
@@ -845,50 +907,40 @@ pub fn gru_backward(
     let GruSaved { gates: mut dxp, hn } = saved;
     assert_eq!(dxp.len(), d.rows() * g3, "saved gates size");
     assert_eq!(hn.len(), d.rows() * h, "saved hn size");
-    let out_rs = t_n * h;
     // Gradients of the recurrent projections (b_hh included), rows `b·T + t`.
     let mut dhp = vec![0.0f32; d.rows() * g3];
+    // The gradient flowing out of step 0: that of h0.
     let mut dh_next = vec![0.0f32; b_n * h];
-    let mut dh = vec![0.0f32; h];
 
-    for t in (0..t_n).rev() {
-        for b in 0..b_n {
-            let row = b * t_n + t;
-            let g_out = &grad[b * out_rs + t * h..b * out_rs + (t + 1) * h];
-            let carry = &mut dh_next[b * h..(b + 1) * h];
-            for ((d_h, g), n) in dh.iter_mut().zip(g_out).zip(carry.iter()) {
-                *d_h = g + n;
-            }
-            let h_prev: &[f32] = if t == 0 {
-                &h0[b * h..(b + 1) * h]
-            } else {
-                &output[b * out_rs + (t - 1) * h..b * out_rs + t * h]
+    // The loop over the steps per part of the batch, as in `lstm_backward`; the weight
+    // gradients are whole-batch products after it.
+    let per = d.batch.div_ceil(parts.max(1)).max(1);
+    let count = d.batch.div_ceil(per);
+    let threads = part_threads(count);
+    let work = split(h0, per * h, count)
+        .zip(split(output, per * t_n * h, count))
+        .zip(split(grad, per * t_n * h, count))
+        .zip(split(&hn, per * t_n * h, count))
+        .zip(split_mut(&mut dxp, per * t_n * g3, count))
+        .zip(split_mut(&mut dhp, per * t_n * g3, count))
+        .zip(split_mut(&mut dh_next, per * h, count))
+        .enumerate()
+        .map(|(i, ((((((h0, output), grad), hn), dxp), dhp), dh_next))| {
+            let part = SeqDims {
+                batch: per.min(d.batch - i * per),
+                ..d
             };
-            math::gru_cell_backward(
-                &mut dxp[row * g3..(row + 1) * g3],
-                &mut dhp[row * g3..(row + 1) * g3],
-                &hn[row * h..(row + 1) * h],
-                h_prev,
-                &dh,
-                carry,
-            );
-        }
-        // dh_{t-1} += dhp_t · W_hh.
-        // SAFETY: rows `b·T + t` of `dhp` (`[B, 3H]`, row stride T·3H) times `w_hh` (`[3H, H]`)
-        // added into `dh_next` (`[B, H]`).
-        unsafe {
-            gemm_acc(
-                b_n,
-                h,
-                g3,
-                Out::new(dh_next.as_mut_ptr(), h as isize, 1),
-                In::new(dhp.as_ptr().add(t * g3), (t_n * g3) as isize, 1),
-                In::new(w_hh.as_ptr(), h as isize, 1),
-                true,
-                Threads::Auto,
-            );
-        }
-    }
+            move || {
+                gru_backward_part(
+                    part,
+                    [h0, output, grad, hn, w_hh],
+                    [dxp, dhp, dh_next],
+                    threads,
+                )
+            }
+        });
+    run_parts(work.collect());
+    let out_rs = t_n * h;
 
     let mut grads = GruGrads::default();
     if wanted.h0 {
@@ -927,6 +979,56 @@ pub fn gru_backward(
         grads.x = Some(dx);
     }
     grads
+}
+
+/// The loop over the steps of [`gru_backward`] for the sequences of one part: reads
+/// `[h0, output, grad, hn, w_hh]`, turns its saved gates into their gradients and writes the
+/// recurrent projections' gradients and that of `h0` into `[dxp, dhp, dh_next]`.
+fn gru_backward_part(d: SeqDims, inputs: [&[f32]; 5], bufs: [&mut [f32]; 3], threads: Threads) {
+    let (b_n, t_n, h) = (d.batch, d.time, d.hidden);
+    let g3 = 3 * h;
+    let [h0, output, grad, hn, w_hh] = inputs;
+    let [dxp, dhp, dh_next] = bufs;
+    let out_rs = t_n * h;
+    let mut dh = vec![0.0f32; h];
+    for t in (0..t_n).rev() {
+        for b in 0..b_n {
+            let row = b * t_n + t;
+            let g_out = &grad[b * out_rs + t * h..b * out_rs + (t + 1) * h];
+            let carry = &mut dh_next[b * h..(b + 1) * h];
+            for ((d_h, g), n) in dh.iter_mut().zip(g_out).zip(carry.iter()) {
+                *d_h = g + n;
+            }
+            let h_prev: &[f32] = if t == 0 {
+                &h0[b * h..(b + 1) * h]
+            } else {
+                &output[b * out_rs + (t - 1) * h..b * out_rs + t * h]
+            };
+            math::gru_cell_backward(
+                &mut dxp[row * g3..(row + 1) * g3],
+                &mut dhp[row * g3..(row + 1) * g3],
+                &hn[row * h..(row + 1) * h],
+                h_prev,
+                &dh,
+                carry,
+            );
+        }
+        // dh_{t-1} += dhp_t · W_hh.
+        // SAFETY: rows `b·T + t` of `dhp` (`[B, 3H]`, row stride T·3H) times `w_hh` (`[3H, H]`)
+        // added into `dh_next` (`[B, H]`).
+        unsafe {
+            gemm_acc(
+                b_n,
+                h,
+                g3,
+                Out::new(dh_next.as_mut_ptr(), h as isize, 1),
+                In::new(dhp.as_ptr().add(t * g3), (t_n * g3) as isize, 1),
+                In::new(w_hh.as_ptr(), h as isize, 1),
+                true,
+                threads,
+            );
+        }
+    }
 }
 
 fn check_gru_inputs(d: SeqDims, x: &[f32], h0: &[f32], w_ih: &[f32], w_hh: &[f32]) {
@@ -1448,17 +1550,25 @@ mod tests {
         }
     }
 
+    /// A named pair of optional gradients.
+    type Pair<'a> = (&'a str, &'a Option<Vec<f32>>, &'a Option<Vec<f32>>);
+
+    /// Each named pair of gradients, both present, agrees.
+    fn assert_each_close<const N: usize>(pairs: [Pair<'_>; N]) {
+        for (what, a, b) in pairs {
+            assert_close(what, a.as_ref().unwrap(), b.as_ref().unwrap());
+        }
+    }
+
     fn assert_grads_close(got: &LstmGrads, want: &LstmGrads) {
-        for (what, a, b) in [
+        assert_each_close([
             ("x", &got.x, &want.x),
             ("h0", &got.h0, &want.h0),
             ("c0", &got.c0, &want.c0),
             ("w_ih", &got.w_ih, &want.w_ih),
             ("w_hh", &got.w_hh, &want.w_hh),
             ("bias", &got.bias, &want.bias),
-        ] {
-            assert_close(what, a.as_ref().unwrap(), b.as_ref().unwrap());
-        }
+        ]);
     }
 
     /// Cutting the batch into parts (here 1, 2 and 3, the last one shorter) gives what one part
@@ -1513,6 +1623,58 @@ mod tests {
         for parts in [1, 2, 3] {
             let (_, got) = layer.run(&with_tail(0.0), parts);
             assert_grads_close(&got, &want);
+        }
+    }
+
+    /// The GRU cut into parts gives what one part gives, forward and backward.
+    #[test]
+    fn gru_parts_agree_with_the_whole() {
+        let d = SeqDims {
+            batch: 7,
+            time: 5,
+            input: 6,
+            hidden: 4,
+        };
+        let g3 = 3 * d.hidden;
+        let x = values(d.rows() * d.input, 21);
+        let h0 = values(d.batch * d.hidden, 22);
+        let (w_ih, w_hh) = (values(g3 * d.input, 23), values(g3 * d.hidden, 24));
+        let (b_ih, b_hh) = (values(g3, 25), values(g3, 26));
+        let grad = values(d.rows() * d.hidden, 27);
+        let p = LstmParams {
+            w_ih: &w_ih,
+            w_hh: &w_hh,
+            b_ih: &b_ih,
+            b_hh: &b_hh,
+        };
+        let wanted = GruWanted {
+            x: true,
+            h0: true,
+            w_ih: true,
+            w_hh: true,
+            b_ih: true,
+            b_hh: true,
+        };
+        let run = |parts: usize| {
+            let f = gru_forward_in_parts(d, &x, &h0, p, parts);
+            let out = f.output.clone();
+            let g = gru_backward_in_parts(
+                d, &x, &h0, &w_ih, &w_hh, &out, f.saved, &grad, wanted, parts,
+            );
+            (out, g)
+        };
+        let (out_1, g_1) = run(1);
+        for parts in [2, 3] {
+            let (out, g) = run(parts);
+            assert_close("output", &out, &out_1);
+            assert_each_close([
+                ("x", &g.x, &g_1.x),
+                ("h0", &g.h0, &g_1.h0),
+                ("w_ih", &g.w_ih, &g_1.w_ih),
+                ("w_hh", &g.w_hh, &g_1.w_hh),
+                ("b_ih", &g.b_ih, &g_1.b_ih),
+                ("b_hh", &g.b_hh, &g_1.b_hh),
+            ]);
         }
     }
 
