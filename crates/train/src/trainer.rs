@@ -195,6 +195,8 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let steps_at_start = st.global_step;
     let mut last_train_loss = f64::NAN;
     let mut stopped_early = false;
+    // The validation figures of the best epoch seen in this session.
+    let mut best_valid_seen: Option<EvalResult> = None;
     let mut train_tokens = 0u64;
     let mut train_s = 0.0f64;
     let stop = opts.stop.clone();
@@ -347,6 +349,7 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         if improved {
             if let Some(v) = &valid {
                 st.best_valid_loss = Some(v.loss);
+                best_valid_seen = Some(v.clone());
             }
             st.epochs_without_improvement = 0;
             crate::atomic::write_atomic(&run.model_path(), &model_bytes(&model)?)?;
@@ -410,11 +413,14 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         }
     }
 
-    // Final figures with the best model.
+    // Final figures with the best model. Its validation figures are those of the epoch that
+    // saved it when this session saw that epoch (the saved weights are the same); after a
+    // resume that did not improve on them, the saved model is evaluated again.
     let best = run.load_model(&config, &inference_device)?;
-    let best_valid = match &prepared.valid {
-        Some(split) => Some(evaluate(&best, split, d, width, pad, &inference_device)?),
-        None => None,
+    let best_valid = match (&prepared.valid, best_valid_seen) {
+        (Some(_), Some(seen)) => Some(seen),
+        (Some(split), None) => Some(evaluate(&best, split, d, width, pad, &inference_device)?),
+        (None, _) => None,
     };
     let test = match &prepared.test {
         Some(split) => {

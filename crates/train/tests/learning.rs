@@ -81,8 +81,19 @@ fn synthetic_corpus_perplexity_within_ten_percent_of_the_true_value() {
     let tmp = tempfile::tempdir().unwrap();
     let (files, true_ppl) = synthetic(&tmp.path().join("data"), 120_000);
     let out = tmp.path().join("run");
+    let valid_file = files.valid.clone().unwrap();
     let summary = finished(train(options(stream_settings(), files, &out, Device::flex())).unwrap());
-    let valid = summary.best_valid.unwrap().ppl;
+    let best = summary.best_valid.unwrap();
+    // The summary reports the best epoch's own validation; the saved model gives the same.
+    let again = LoadedRun::load(&out, Device::flex())
+        .unwrap()
+        .evaluate_file(&valid_file)
+        .unwrap();
+    assert!(
+        (again.loss - best.loss).abs() <= 1e-9 && again.tokens == best.tokens,
+        "saved model: {again:?}, summary: {best:?}"
+    );
+    let valid = best.ppl;
     eprintln!("true perplexity {true_ppl:.4}, validation perplexity {valid:.4}");
     assert!(
         valid <= 1.10 * true_ppl,
