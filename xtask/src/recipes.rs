@@ -146,9 +146,15 @@ pub struct TrainArgs {
     /// Fetch the dataset from this local folder or http(s) base URL instead of the manifest's URLs.
     #[arg(long, value_name = "DIR|URL")]
     pub mirror: Option<Mirror>,
-    /// Run folder [default: runs/RECIPE in the project root]; must not hold a run yet.
+    /// Run folder [default: runs/RECIPE in the project root]; must not hold a run yet, unless
+    /// --resume.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Continue the run already in the run folder from its last checkpoint (one stopped with
+    /// Ctrl-C, or a finished one given more --epochs) with the settings it was started with,
+    /// then evaluate and write summary.json as a fresh run does.
+    #[arg(long)]
+    pub resume: bool,
     /// Data folder; the dataset goes to DATA_DIR/DATASET [default: data/ in the project root].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -451,12 +457,17 @@ pub fn run_plan(
     stop: Option<Arc<AtomicBool>>,
 ) -> Result<Option<RecipeSummary>> {
     let started = Instant::now();
-    if plan.out.join("config.json").exists() {
-        bail!(
-            "{} already holds a run: choose another --out, or continue it with `lstm-lm train --resume {}`",
+    match (plan.out.join("config.json").exists(), args.resume) {
+        (true, false) => bail!(
+            "{} already holds a run: choose another --out, or continue it with `{}`",
             show(&plan.out),
-            plan.out.display()
-        );
+            resume_command(plan)
+        ),
+        (false, true) => bail!(
+            "--resume: {} holds no run to continue; leave out --resume to start one",
+            show(&plan.out)
+        ),
+        _ => {}
     }
     let r = plan.recipe;
     let report = download(&DownloadOptions {
@@ -488,8 +499,8 @@ pub fn run_plan(
         backend: args.backend,
         device,
         extra_devices: Vec::new(),
-        resume: false,
-        epochs_override: None,
+        resume: args.resume,
+        epochs_override: if args.resume { args.epochs } else { None },
         stop,
         progress,
         stop_at_step: None,
@@ -499,9 +510,9 @@ pub fn run_plan(
         TrainOutcome::Finished(s) => s,
         TrainOutcome::Interrupted { checkpoint } => {
             eprintln!(
-                "interrupted: checkpoint saved in \"{}\"; continue with: lstm-lm train --resume \"{}\" (no summary.json is written for a resumed recipe)",
+                "interrupted: checkpoint saved in \"{}\"; continue with: {}",
                 checkpoint.display(),
-                plan.out.display()
+                resume_command(plan)
             );
             return Ok(None);
         }
@@ -548,6 +559,15 @@ pub fn run_plan(
     let json = serde_json::to_string_pretty(&out)? + "\n";
     write_atomic(&summary_path(&plan.out), json.as_bytes())?;
     Ok(Some(out))
+}
+
+/// The command that continues this plan's run.
+fn resume_command(plan: &Plan) -> String {
+    format!(
+        "cargo xtask train {} --resume --out \"{}\"",
+        plan.recipe.name,
+        plan.out.display()
+    )
 }
 
 /// `<run>/summary.json`.

@@ -367,7 +367,26 @@ fn char_recipe_end_to_end_through_a_mirror_folder() {
     // The run folder is not overwritten.
     let again = env.xtask_train("char-rnn", "run", &small);
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a run"));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already holds a run"), "{err}");
+    assert!(err.contains("cargo xtask train char-rnn --resume"), "{err}");
+
+    // --resume continues it (here one more epoch) and writes the summary again.
+    let mut more = small.to_vec();
+    more[1] = "2";
+    more.push("--resume");
+    let o = env.xtask_train("char-rnn", "run", &more);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("after 2 epochs in "), "{}", stdout(&o));
+    let s = read_summary(&run);
+    assert_eq!(s["epochs_run"], 2);
+    assert_eq!(s["epochs_planned"], 2);
+
+    // --resume needs a run to continue.
+    let none = env.xtask_train("char-rnn", "empty", &more);
+    assert!(!none.status.success());
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(err.contains("holds no run to continue"), "{err}");
 }
 
 /// A word-level recipe whose dataset has one file per split, fetched from `<mirror>/ptb/`.
