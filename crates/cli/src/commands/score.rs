@@ -37,36 +37,41 @@ pub fn run(args: ScoreArgs) -> Result<()> {
             .collect(),
         _ => bail!("give the text to score as an argument or with --file FILE"),
     };
-    let run = LoadedRun::load(&args.model, args.device.device()?)?;
-    for text in &texts {
-        let s = run.score(text)?;
-        if args.json {
-            let tokens: Vec<serde_json::Value> = s
-                .tokens
-                .iter()
-                .map(|(t, lp)| serde_json::json!({"token": t, "logprob": lp}))
-                .collect();
-            println!(
-                "{}",
-                serde_json::json!({
-                    "text": text,
-                    "total_logprob": s.total_logprob,
-                    "ppl": s.ppl,
-                    "tokens": tokens,
-                })
-            );
-        } else {
-            println!("{text}");
-            for (t, lp) in &s.tokens {
-                println!("  {lp:>9.4}  {t}");
+    let device = args.device.device()?;
+    let (model, json) = (args.model, args.json);
+    // On a pool thread, like training: see `lstm_lm_train::on_pool`.
+    lstm_lm_train::on_pool(move || -> Result<()> {
+        let run = LoadedRun::load(&model, device)?;
+        for text in &texts {
+            let s = run.score(text)?;
+            if json {
+                let tokens: Vec<serde_json::Value> = s
+                    .tokens
+                    .iter()
+                    .map(|(t, lp)| serde_json::json!({"token": t, "logprob": lp}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "text": text,
+                        "total_logprob": s.total_logprob,
+                        "ppl": s.ppl,
+                        "tokens": tokens,
+                    })
+                );
+            } else {
+                println!("{text}");
+                for (t, lp) in &s.tokens {
+                    println!("  {lp:>9.4}  {t}");
+                }
+                println!(
+                    "  total log-probability {:.4} over {} tokens, perplexity {:.2}",
+                    s.total_logprob,
+                    s.tokens.len(),
+                    s.ppl
+                );
             }
-            println!(
-                "  total log-probability {:.4} over {} tokens, perplexity {:.2}",
-                s.total_logprob,
-                s.tokens.len(),
-                s.ppl
-            );
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
