@@ -10,7 +10,7 @@
 //! 2. each device gets a replica of the model (`Module::fork`: same parameter ids, fresh autodiff
 //!    leaves, so the replicas' graphs are independent) and runs the forward pass on its shard,
 //!    in device order, so dropout draws from burn's process-wide generator in a fixed order;
-//! 3. the backward passes run in parallel, one thread per device;
+//! 3. the backward passes run in parallel, one task of the thread pool per device;
 //! 4. each device's gradients are weighted by its share of the (non-padding) target tokens and
 //!    summed on the main device: the result is the gradient of the whole batch's mean loss,
 //!    exactly what one device would compute on the whole batch (up to float rounding);
@@ -128,7 +128,8 @@ impl ModuleVisitor for WeightedSum<'_> {
 }
 
 struct ShardOutput {
-    figures: Vec<f32>,
+    /// Loss value and correct count.
+    figures: (f64, f64),
     grads: GradientsParams,
     tokens: usize,
 }
@@ -190,11 +191,7 @@ pub(crate) fn forward_backward_parallel(
     let outputs: Vec<ShardOutput> = pending
         .into_par_iter()
         .map(|(replica, loss, correct, tokens)| {
-            let figures = Tensor::cat(vec![loss.clone().detach(), correct], 0)
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap_or_else(|_| vec![f32::NAN, 0.0]);
+            let figures = crate::trainer::loss_figures(&loss, correct);
             let grads = GradientsParams::from_grads(loss.backward(), &replica);
             ShardOutput {
                 figures,
@@ -209,8 +206,8 @@ pub(crate) fn forward_backward_parallel(
     let mut correct = 0.0;
     for out in outputs {
         let weight = out.tokens as f64 / total;
-        loss += out.figures[0] as f64 * weight;
-        correct += out.figures[1] as f64;
+        loss += out.figures.0 * weight;
+        correct += out.figures.1;
         model.visit(&mut WeightedSum {
             sum: &mut grads,
             shard: out.grads,

@@ -475,13 +475,20 @@ fn forward_backward(
     device: &Device,
 ) -> (f64, f64, Option<RecurrentState>, burn::tensor::Gradients) {
     let (loss, correct, next) = forward_loss(model, batch, recipe, state, pad, device);
+    let (value, correct) = loss_figures(&loss, correct);
+    let grads = loss.backward();
+    (value, correct, next, grads)
+}
+
+/// The loss value and the correct count of [`forward_loss`], read back in one transfer (NaN and
+/// 0 when they cannot be read).
+pub(crate) fn loss_figures(loss: &Tensor<1>, correct: Tensor<1>) -> (f64, f64) {
     let figures = Tensor::cat(vec![loss.clone().detach(), correct], 0)
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
         .unwrap_or_else(|_| vec![f32::NAN, 0.0]);
-    let grads = loss.backward();
-    (figures[0] as f64, figures[1] as f64, next, grads)
+    (figures[0] as f64, figures[1] as f64)
 }
 
 /// Forward pass and loss for one batch: the loss (mean over non-padding targets, still in the
