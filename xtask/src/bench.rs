@@ -525,8 +525,9 @@ fn bench_gen(
         generator.reset();
         generator.feed(&prompt);
         for _ in 0..200 {
-            let logits = generator.logits().expect("the prompt was fed");
-            let next = sampling.sample(logits, &[], rng);
+            let next = generator
+                .sample(&sampling, &[], rng)
+                .expect("the prompt was fed");
             generator.feed(&[next]);
         }
     }))

@@ -798,12 +798,34 @@ fn host_language_model_matches_the_tensor_model_step_by_step() {
         let want = values(logits);
         for (t, &id) in ids.iter().enumerate() {
             host.step(id, &mut state);
+            let what = format!("{cell:?} tied={tied} hidden={hidden} step {t}");
             assert_close(
-                &format!("{cell:?} tied={tied} hidden={hidden} step {t}"),
+                &what,
                 state.logits(),
                 &want[t * vocab..(t + 1) * vocab],
                 TOLERANCE,
             );
+            // The 8-bit proposal stays within its bound of every exact logit, and one exact
+            // logit computed alone is the projection's own, to the bit.
+            assert!(host.propose(&mut state), "{what}: no proposal");
+            let widest = host.max_proposal_error(&state);
+            let mut closest_to_bound = 0.0f32;
+            for (i, (&exact, &approx)) in state.logits().iter().zip(state.proposal()).enumerate() {
+                let bound = host.proposal_error(&state, i);
+                assert!(bound <= widest, "{what}: row {i}");
+                assert!(
+                    (exact - approx).abs() <= bound,
+                    "{what}: row {i}: {exact} vs {approx}, bound {bound}"
+                );
+                closest_to_bound = closest_to_bound.max((exact - approx).abs() / bound);
+                assert_eq!(
+                    host.exact_logit(&state, i).to_bits(),
+                    exact.to_bits(),
+                    "{what}: row {i}"
+                );
+            }
+            // A bound far looser than the error would make the sampler reject needlessly.
+            assert!(closest_to_bound > 0.02, "{what}: {closest_to_bound}");
         }
     }
 }

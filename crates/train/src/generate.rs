@@ -52,6 +52,12 @@ impl SamplingConfig {
         Ok(())
     }
 
+    /// Whether this samples from the whole distribution at its temperature (no top-k, no
+    /// top-p, not greedy).
+    fn is_plain(&self) -> bool {
+        !self.greedy && self.top_k.is_none() && self.top_p.is_none_or(|p| p >= 1.0)
+    }
+
     /// Picks a token id from `logits`; ids in `banned` (e.g. padding) are never picked.
     pub fn sample<R: Rng + ?Sized>(&self, logits: &[f32], banned: &[u32], rng: &mut R) -> u32 {
         let allowed = |i: usize| !banned.contains(&(i as u32));
@@ -64,7 +70,7 @@ impl SamplingConfig {
                 .map(|(i, _)| i as u32)
                 .unwrap_or(0);
         }
-        if self.top_k.is_none() && self.top_p.is_none_or(|p| p >= 1.0) {
+        if self.is_plain() {
             return sample_full(logits, banned, self.temperature, rng);
         }
         let inv_t = 1.0 / self.temperature;
@@ -219,6 +225,138 @@ fn block_sum(block: &[f32]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
+/// Proposals drawn before [`sample_with_proposal`] gives up (each is accepted with probability
+/// at least `exp(−2·error/T)`, so this is reached only when the bound is very loose).
+const MAX_PROPOSALS: usize = 64;
+
+/// Margin, in units of `logit/T`, for the rounding of the proposal weights (their `exp` and
+/// the subtraction before it are good to about 1e-5).
+const WEIGHT_MARGIN: f64 = 1e-4;
+
+/// Draws from the softmax of the exact logits at `temperature` (banned ids excluded) while
+/// reading only approximate ones: `approx[i]` is within `error` of `exact(i)`. A token is
+/// proposed from the approximate softmax and accepted with probability
+/// `exp((exact − approx − error)/T)`, which is at most 1; this is rejection sampling, so what
+/// comes out follows the exact distribution, and only the proposed tokens' exact logits are
+/// computed. `None` (nothing to rely on) when the bound turns out broken, a logit is not
+/// finite, or [`MAX_PROPOSALS`] are rejected; the caller then samples from the exact logits,
+/// which keeps the distribution exact too.
+fn sample_with_proposal<R: Rng + ?Sized>(
+    approx: &[f32],
+    error: f64,
+    exact: impl Fn(usize) -> f32,
+    temperature: f64,
+    banned: &[u32],
+    rng: &mut R,
+) -> Option<u32> {
+    let max = allowed_max(approx, banned);
+    if max == f32::NEG_INFINITY || !error.is_finite() {
+        return None;
+    }
+    let scale = 1.0 / temperature;
+    let bound = error * scale + WEIGHT_MARGIN;
+    WEIGHTS.with_borrow_mut(|w| {
+        w.resize(approx.len(), 0.0);
+        let mut total = fused::exp_weights(approx, scale as f32, max, w);
+        for &b in banned {
+            if let Some(x) = w.get_mut(b as usize) {
+                total -= *x as f64;
+                *x = 0.0;
+            }
+        }
+        if !(total > 0.0 && total.is_finite()) {
+            return None;
+        }
+        for _ in 0..MAX_PROPOSALS {
+            let i = draw(w, rng.random::<f64>() * total) as usize;
+            // Target weight over proposal weight, over the bound on that ratio.
+            let log_target = (f64::from(exact(i)) - f64::from(max)) * scale;
+            let accept = (log_target - bound).exp() / f64::from(w[i]);
+            // Above 1 the bound is broken; NaN means a logit is not finite.
+            if accept > 1.0 || accept.is_nan() {
+                return None;
+            }
+            if rng.random::<f64>() < accept {
+                return Some(i as u32);
+            }
+        }
+        None
+    })
+}
+
+/// The id of the largest exact logit (the last one on ties, as [`SamplingConfig::sample`]
+/// picks), banned ids excluded, computing exact logits only for the ids whose approximate
+/// logit, within `error_of(i)` of the exact one, could still be the largest. `None` when an
+/// exact logit is not finite or nothing is allowed.
+fn argmax_with_proposal(
+    approx: &[f32],
+    error_of: impl Fn(usize) -> f32,
+    exact: impl Fn(usize) -> f32,
+    banned: &[u32],
+) -> Option<u32> {
+    let allowed = |i: usize| !banned.contains(&(i as u32));
+    let floor = approx
+        .iter()
+        .enumerate()
+        .filter(|&(i, v)| v.is_finite() && allowed(i))
+        .map(|(i, &v)| v - error_of(i))
+        .fold(f32::NEG_INFINITY, f32::max);
+    if !floor.is_finite() {
+        return None;
+    }
+    let mut best: Option<(u32, f32)> = None;
+    for (i, &v) in approx.iter().enumerate() {
+        // NaN approximations were left out of the floor and are left out here.
+        if v.is_nan() || v + error_of(i) < floor || !allowed(i) {
+            continue;
+        }
+        let e = exact(i);
+        if !e.is_finite() {
+            return None;
+        }
+        if best.is_none_or(|(_, b)| e >= b) {
+            best = Some((i as u32, e));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// The next token from the host model without its full output projection (greedy, or plain
+/// sampling at a temperature); `None` when this sampling needs the exact logits.
+fn sample_on_host<R: Rng + ?Sized>(
+    sampling: &SamplingConfig,
+    model: &HostLanguageModel,
+    state: &mut HostState,
+    banned: &[u32],
+    rng: &mut R,
+) -> Option<u32> {
+    if !(sampling.greedy || sampling.is_plain())
+        || !fused::proposal_is_fast()
+        || !model.propose(state)
+    {
+        return None;
+    }
+    let state = &*state;
+    let exact = |i: usize| model.exact_logit(state, i);
+    if sampling.greedy {
+        argmax_with_proposal(
+            state.proposal(),
+            |i| model.proposal_error(state, i),
+            exact,
+            banned,
+        )
+    } else {
+        sample_with_proposal(
+            state.proposal(),
+            f64::from(model.max_proposal_error(state)),
+            exact,
+            sampling.temperature,
+            banned,
+            rng,
+        )
+    }
+}
+
 /// A model plus its carried state: feed ids, read the next-token distribution.
 ///
 /// On the CPU backends the model runs on the host ([`HostLanguageModel`]: matrix-vector
@@ -233,6 +371,8 @@ enum Engine {
         model: Box<HostLanguageModel>,
         state: HostState,
         fed: bool,
+        /// Whether `state` holds the exact logits of what was fed last.
+        projected: bool,
     },
     Device {
         model: Box<LanguageModel>,
@@ -251,6 +391,7 @@ impl Generator {
                 state: host.zero_state(),
                 model: Box::new(host),
                 fed: false,
+                projected: false,
             }
         } else {
             Engine::Device {
@@ -269,11 +410,17 @@ impl Generator {
             return;
         }
         match &mut self.engine {
-            Engine::Host { model, state, fed } => {
+            Engine::Host {
+                model,
+                state,
+                fed,
+                projected,
+            } => {
                 for &id in ids {
-                    model.step(id, state);
+                    model.advance(id, state);
                 }
                 *fed = true;
+                *projected = false;
             }
             Engine::Device {
                 model,
@@ -292,9 +439,15 @@ impl Generator {
     /// Forgets everything fed so far: the next [`feed`](Self::feed) starts from a zero state.
     pub fn reset(&mut self) {
         match &mut self.engine {
-            Engine::Host { model, state, fed } => {
+            Engine::Host {
+                model,
+                state,
+                fed,
+                projected,
+            } => {
                 *state = model.zero_state();
                 *fed = false;
+                *projected = false;
             }
             Engine::Device { state, logits, .. } => {
                 *state = None;
@@ -304,11 +457,53 @@ impl Generator {
     }
 
     /// The next-token logits after everything fed so far (`None` before the first feed).
-    pub fn logits(&self) -> Option<&[f32]> {
-        match &self.engine {
-            Engine::Host { state, fed, .. } => fed.then(|| state.logits()),
+    pub fn logits(&mut self) -> Option<&[f32]> {
+        match &mut self.engine {
+            Engine::Host {
+                model,
+                state,
+                fed,
+                projected,
+            } => {
+                if !*fed {
+                    return None;
+                }
+                if !*projected {
+                    model.project(state);
+                    *projected = true;
+                }
+                Some(state.logits())
+            }
             Engine::Device { logits, .. } => logits.as_deref(),
         }
+    }
+
+    /// Picks the next token after everything fed so far, as [`SamplingConfig::sample`] picks
+    /// from [`logits`](Self::logits) (`None` before the first feed).
+    ///
+    /// On the host, greedy choice and plain sampling at a temperature do not compute the full
+    /// output projection: they read an 8-bit copy of it and compute exact logits only for the
+    /// tokens that could be the answer (greedy) or that are proposed (sampling, by rejection
+    /// against the exact logit). The result follows the same distribution as sampling from the
+    /// exact logits, though not the same random stream.
+    pub fn sample<R: Rng + ?Sized>(
+        &mut self,
+        sampling: &SamplingConfig,
+        banned: &[u32],
+        rng: &mut R,
+    ) -> Option<u32> {
+        if let Engine::Host {
+            model,
+            state,
+            fed: true,
+            projected: false,
+        } = &mut self.engine
+            && let Some(id) = sample_on_host(sampling, model, state, banned, rng)
+        {
+            return Some(id);
+        }
+        let logits = self.logits()?;
+        Some(sampling.sample(logits, banned, rng))
     }
 }
 
@@ -369,6 +564,157 @@ mod tests {
         while r <= total + 1.0 {
             assert_eq!(draw(&weights, r), plain(r), "r = {r}");
             r += 0.5;
+        }
+    }
+
+    /// Exact logits, and approximate ones off by up to 1 in both directions: proposals come
+    /// from a distribution far from the exact one, and what is accepted must follow the exact
+    /// one (banned ids never), at two temperatures.
+    #[test]
+    fn rejection_follows_the_exact_distribution_not_the_proposal() {
+        let exact = [0.0f32, 1.0, -0.5, 2.0, 0.3, 1.5];
+        let noise = [1.0f32, -1.0, 0.8, -0.9, 0.5, -0.7];
+        let approx: Vec<f32> = exact.iter().zip(&noise).map(|(e, n)| e + n).collect();
+        let banned = [2u32];
+        let softmax = |logits: &[f32], t: f64| -> Vec<f64> {
+            let w: Vec<f64> = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| {
+                    if banned.contains(&(i as u32)) {
+                        0.0
+                    } else {
+                        (l as f64 / t).exp()
+                    }
+                })
+                .collect();
+            let total: f64 = w.iter().sum();
+            w.iter().map(|x| x / total).collect()
+        };
+        for t in [1.0, 0.7] {
+            let want = softmax(&exact, t);
+            let proposal = softmax(&approx, t);
+            let mut rng = ChaCha8Rng::seed_from_u64(11);
+            let n = 40_000;
+            let mut c = [0usize; 6];
+            for _ in 0..n {
+                let i = sample_with_proposal(&approx, 1.0, |i| exact[i], t, &banned, &mut rng)
+                    .expect("the bound holds");
+                c[i as usize] += 1;
+            }
+            let mut farthest = 0.0f64;
+            for i in 0..6 {
+                let got = c[i] as f64 / n as f64;
+                assert!(
+                    (got - want[i]).abs() < 0.012,
+                    "T={t} id {i}: {got} vs {}",
+                    want[i]
+                );
+                farthest = farthest.max((proposal[i] - want[i]).abs());
+            }
+            assert_eq!(c[2], 0);
+            // Sampling the proposal itself would fail the check above by a wide margin.
+            assert!(farthest > 0.1, "{farthest}");
+        }
+    }
+
+    #[test]
+    fn a_broken_bound_gives_up_instead_of_sampling_wrongly() {
+        let exact = [0.0f32, 3.0, 1.0];
+        let approx = [0.0f32, 1.0, 1.0]; // id 1 is 2 above its approximation; the bound says 0.1
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let gave_up = (0..200)
+            .filter(|_| {
+                sample_with_proposal(&approx, 0.1, |i| exact[i], 1.0, &[], &mut rng).is_none()
+            })
+            .count();
+        assert!(gave_up > 0);
+    }
+
+    /// The arg max through approximate logits is the exact arg max (the last one on ties,
+    /// banned ids skipped), and only the ids that could win get their exact logit computed.
+    #[test]
+    fn the_arg_max_through_bounds_is_the_exact_arg_max() {
+        let v = 500;
+        let exact: Vec<f32> = (0..v).map(|i| ((i * 7919) % 997) as f32 / 100.0).collect();
+        let noise = |i: usize| ((i * 31) % 11) as f32 / 100.0 - 0.05; // within 0.05
+        let approx: Vec<f32> = (0..v).map(|i| exact[i] + noise(i)).collect();
+        let plain = |banned: &[u32]| {
+            SamplingConfig {
+                greedy: true,
+                ..Default::default()
+            }
+            .sample(&exact, banned, &mut ChaCha8Rng::seed_from_u64(0))
+        };
+        let computed = std::cell::Cell::new(0);
+        let exact_of = |i: usize| {
+            computed.set(computed.get() + 1);
+            exact[i]
+        };
+        let best = plain(&[]);
+        assert_eq!(
+            argmax_with_proposal(&approx, |_| 0.05, exact_of, &[]),
+            Some(best)
+        );
+        assert!(computed.get() < v / 10, "{} exact logits", computed.get());
+        assert_eq!(
+            argmax_with_proposal(&approx, |_| 0.05, |i| exact[i], &[best]),
+            Some(plain(&[best]))
+        );
+        let ties = [1.0f32, 2.0, 0.5, 2.0];
+        assert_eq!(
+            argmax_with_proposal(&ties, |_| 0.0, |i| ties[i], &[]),
+            Some(3)
+        );
+    }
+
+    /// On the host, greedy picks through the 8-bit proposal are the arg max of the exact
+    /// logits at every step, and plain sampling at a temperature follows their softmax.
+    #[test]
+    fn host_sampling_through_the_proposal_matches_the_exact_logits() {
+        use lstm_lm_model::LanguageModelConfig;
+        let device = Device::flex();
+        device.seed(9);
+        let model = LanguageModelConfig::new(40)
+            .with_embedding_size(16)
+            .with_hidden_size(32)
+            .init(&device)
+            .unwrap();
+        let mut quick = Generator::new(model.clone(), device.clone());
+        let mut exact = Generator::new(model, device);
+        let greedy = SamplingConfig {
+            greedy: true,
+            ..Default::default()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        quick.feed(&[1, 2, 3]);
+        exact.feed(&[1, 2, 3]);
+        for step in 0..30 {
+            let want = greedy.sample(exact.logits().unwrap(), &[5], &mut rng);
+            let got = quick.sample(&greedy, &[5], &mut rng).unwrap();
+            assert_eq!(got, want, "step {step}");
+            quick.feed(&[got]);
+            exact.feed(&[got]);
+        }
+        let plain = SamplingConfig {
+            temperature: 0.05, // sharp enough that the distribution is far from uniform
+            ..Default::default()
+        };
+        let logits = exact.logits().unwrap().to_vec();
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let weights: Vec<f64> = logits
+            .iter()
+            .map(|&l| ((l - max) as f64 / plain.temperature).exp())
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let n = 20_000;
+        let mut c = vec![0usize; logits.len()];
+        for _ in 0..n {
+            c[quick.sample(&plain, &[], &mut rng).unwrap() as usize] += 1;
+        }
+        for (i, (&k, w)) in c.iter().zip(&weights).enumerate() {
+            let (got, want) = (k as f64 / n as f64, w / total);
+            assert!((got - want).abs() < 0.015, "id {i}: {got} vs {want}");
         }
     }
 

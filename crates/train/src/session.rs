@@ -124,10 +124,9 @@ impl LoadedRun {
         }
         let mut out = Vec::with_capacity(max_tokens);
         for _ in 0..max_tokens {
-            let Some(logits) = generator.logits() else {
+            let Some(id) = generator.sample(sampling, &banned, &mut rng) else {
                 break;
             };
-            let id = sampling.sample(logits, &banned, &mut rng);
             out.push(id);
             let piece = decoder.push(id);
             if !piece.is_empty() {

@@ -10,13 +10,14 @@ use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use super::math::{gru_cell_forward, lstm_cell_forward};
+use super::proposal::{ProposalInput, ProposalProjection};
 use crate::{CellKind, LanguageModel};
 
 /// Rows per parallel task of a matrix-vector product; below this the product runs on one thread.
-const ROWS_PER_TASK: usize = 512;
+pub(super) const ROWS_PER_TASK: usize = 512;
 
 /// Matrix size (elements) from which a matrix-vector product is split across threads.
-const PARALLEL_FROM: usize = 1 << 20;
+pub(super) const PARALLEL_FROM: usize = 1 << 20;
 
 /// One recurrent layer's weights in PyTorch's layout, as host vectors.
 struct HostLayer {
@@ -38,6 +39,8 @@ pub struct HostLanguageModel {
     /// `[vocab, hidden]`; the embedding matrix itself when tied.
     output_weight: Option<Vec<f32>>,
     output_bias: Vec<f32>,
+    /// The 8-bit copy of the output projection; `None` when a weight is not finite.
+    proposal: Option<ProposalProjection>,
 }
 
 /// The carried state and the work buffers of [`HostLanguageModel::step`].
@@ -52,6 +55,10 @@ pub struct HostState {
     scratch: Vec<f32>,
     next: Vec<f32>,
     logits: Vec<f32>,
+    /// Approximate logits from [`HostLanguageModel::propose`].
+    proposal: Vec<f32>,
+    /// The quantised top hidden vector behind `proposal`.
+    proposal_input: ProposalInput,
 }
 
 impl HostState {
@@ -63,6 +70,11 @@ impl HostState {
     /// The hidden vector of `layer` after the last step.
     pub fn hidden(&self, layer: usize) -> &[f32] {
         &self.hidden[layer]
+    }
+
+    /// The approximate logits left by the last [`HostLanguageModel::propose`].
+    pub fn proposal(&self) -> &[f32] {
+        &self.proposal
     }
 }
 
@@ -91,15 +103,21 @@ impl HostLanguageModel {
             })
             .collect();
         let [vocab, embedding_size] = model.embedding.dims();
+        let embedding = host(model.embedding.val());
+        let output_weight = model.output_weight.as_ref().map(|w| host(w.val()));
+        let output_bias = host(model.output_bias.val());
+        let proposal =
+            ProposalProjection::new(output_weight.as_deref().unwrap_or(&embedding), &output_bias);
         HostLanguageModel {
             cell: model.cell(),
             hidden: model.hidden_size(),
             vocab,
             embedding_size,
-            embedding: host(model.embedding.val()),
+            embedding,
             layers,
-            output_weight: model.output_weight.as_ref().map(|w| host(w.val())),
-            output_bias: host(model.output_bias.val()),
+            output_weight,
+            output_bias,
+            proposal,
         }
     }
 
@@ -125,15 +143,28 @@ impl HostLanguageModel {
             scratch: vec![0.0; h],
             next: vec![0.0; h],
             logits: vec![0.0; self.vocab],
+            proposal: vec![0.0; self.vocab],
+            proposal_input: ProposalInput::default(),
         }
     }
 
     /// Feeds one token: advances `state` and leaves the next-token logits in
-    /// [`HostState::logits`].
+    /// [`HostState::logits`] ([`advance`](Self::advance) then [`project`](Self::project)).
     ///
     /// # Panics
     /// If `token` is outside the vocabulary.
     pub fn step(&self, token: u32, state: &mut HostState) {
+        self.advance(token, state);
+        self.project(state);
+    }
+
+    /// Feeds one token through the recurrent layers only: the logits in `state` are stale until
+    /// [`project`](Self::project) (or [`propose`](Self::propose)) runs, so a prompt pays for the
+    /// output projection once, after its last token.
+    ///
+    /// # Panics
+    /// If `token` is outside the vocabulary.
+    pub fn advance(&self, token: u32, state: &mut HostState) {
         let token = token as usize;
         assert!(
             token < self.vocab,
@@ -191,9 +222,77 @@ impl HostLanguageModel {
             }
             hidden.copy_from_slice(&state.next[..h]);
         }
+    }
+
+    fn output_weight(&self) -> &[f32] {
+        self.output_weight.as_deref().unwrap_or(&self.embedding)
+    }
+
+    fn top_hidden<'a>(&self, state: &'a HostState) -> &'a [f32] {
+        &state.hidden[self.layers.len() - 1]
+    }
+
+    /// The exact next-token logits into [`HostState::logits`].
+    pub fn project(&self, state: &mut HostState) {
         let top = &state.hidden[self.layers.len() - 1];
-        let weight = self.output_weight.as_deref().unwrap_or(&self.embedding);
-        gemv(weight, &self.output_bias, top, &mut state.logits);
+        gemv(
+            self.output_weight(),
+            &self.output_bias,
+            top,
+            &mut state.logits,
+        );
+    }
+
+    /// The exact logit of one token, equal to bits to what [`project`](Self::project) writes
+    /// for it (every row of the product is summed in the same order, wherever it falls).
+    pub fn exact_logit(&self, state: &HostState, token: usize) -> f32 {
+        let n = self.hidden;
+        let mut out = [0.0f32];
+        gemv_rows(
+            &self.output_weight()[token * n..(token + 1) * n],
+            &self.output_bias[token..token + 1],
+            self.top_hidden(state),
+            &mut out,
+        );
+        out[0]
+    }
+
+    /// Approximate next-token logits from the 8-bit copy of the output projection into
+    /// [`HostState::proposal`]: a quarter of the bytes of [`project`](Self::project), for
+    /// samplers that propose from them and check each proposal against
+    /// [`exact_logit`](Self::exact_logit) (rejection sampling, which keeps the exact
+    /// distribution). Each approximate logit is within [`proposal_error`](Self::proposal_error)
+    /// of the exact one. Returns false, writing nothing, when the model has no 8-bit copy (a
+    /// weight is not finite) or the hidden vector is not finite.
+    pub fn propose(&self, state: &mut HostState) -> bool {
+        let Some(p) = &self.proposal else {
+            return false;
+        };
+        let top = &state.hidden[self.layers.len() - 1];
+        if !p.prepare(top, &mut state.proposal_input) {
+            return false;
+        }
+        p.gemv(
+            &self.output_bias,
+            &state.proposal_input,
+            &mut state.proposal,
+        );
+        true
+    }
+
+    /// A bound on `|exact − approximate|` for the logit of `token` after the last
+    /// [`propose`](Self::propose).
+    pub fn proposal_error(&self, state: &HostState, token: usize) -> f32 {
+        self.proposal
+            .as_ref()
+            .map_or(f32::INFINITY, |p| p.error(&state.proposal_input, token))
+    }
+
+    /// The largest [`proposal_error`](Self::proposal_error) over the vocabulary.
+    pub fn max_proposal_error(&self, state: &HostState) -> f32 {
+        self.proposal
+            .as_ref()
+            .map_or(f32::INFINITY, |p| p.max_error(&state.proposal_input))
     }
 }
 
@@ -337,9 +436,27 @@ fn gemv_rows_avx2(w: &[f32], b: &[f32], x: &[f32], out: &mut [f32]) {
         }
         r += 4;
     }
+    // The remaining rows one at a time, summed in the same order as above, so that a row's
+    // value does not depend on where it falls.
     for j in r..rows {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut k = 0;
+        while k < split {
+            // SAFETY: k + 16 <= n and j < rows, so every load is inside `x` and `w`.
+            unsafe {
+                let row = wp.add(j * n + k);
+                acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(row), _mm256_loadu_ps(xp.add(k)), acc[0]);
+                acc[1] = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(row.add(8)),
+                    _mm256_loadu_ps(xp.add(k + 8)),
+                    acc[1],
+                );
+            }
+            k += 16;
+        }
         let row = &w[j * n..(j + 1) * n];
-        out[j] = row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>() + b[j];
+        let tail: f32 = (split..n).map(|k| row[k] * x[k]).sum();
+        out[j] = hsum(_mm256_add_ps(acc[0], acc[1])) + tail + b[j];
     }
 }
 
@@ -384,9 +501,25 @@ fn gemv_rows_avx512(w: &[f32], b: &[f32], x: &[f32], out: &mut [f32]) {
         }
         r += ROWS;
     }
+    // The remaining rows one at a time, summed in the same order as above, so that a row's
+    // value does not depend on where it falls.
     for j in r..rows {
+        let mut acc = _mm512_setzero_ps();
+        let mut k = 0;
+        while k < split {
+            // SAFETY: k + 16 <= n and j < rows, so every load is inside `x` and `w`.
+            unsafe {
+                acc = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(wp.add(j * n + k)),
+                    _mm512_loadu_ps(xp.add(k)),
+                    acc,
+                );
+            }
+            k += 16;
+        }
         let row = &w[j * n..(j + 1) * n];
-        out[j] = row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>() + b[j];
+        let tail: f32 = (split..n).map(|k| row[k] * x[k]).sum();
+        out[j] = _mm512_reduce_add_ps(acc) + tail + b[j];
     }
 }
 

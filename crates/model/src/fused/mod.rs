@@ -26,6 +26,7 @@ mod host_lm;
 pub mod loss_op;
 mod math;
 pub mod op;
+mod proposal;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -36,6 +37,7 @@ pub use host_lm::{HostLanguageModel, HostState};
 use loss_op::FusedLossBackend;
 pub use math::exp_weights;
 use op::FusedLstmBackend;
+pub use proposal::proposal_is_fast;
 
 /// 0: not decided yet (read `LSTM_LM_FUSED` on first use), 1: on, 2: off.
 static ENABLED: AtomicU8 = AtomicU8::new(0);
