@@ -66,6 +66,94 @@ fn host_pass<const IN: usize, const OUT: usize>(
     outputs
 }
 
+/// [`host_pass`] writing its `W` outputs over its first `W` inputs, in place: no fresh buffers,
+/// and each cache line is written while it is still there from being read.
+fn host_pass_in_place<const W: usize, const R: usize>(
+    written: [&mut [f32]; W],
+    read: [&[f32]; R],
+    f: impl Fn([f32; W], [f32; R]) -> [f32; W] + Sync,
+) {
+    let n = read.first().map_or(written[0].len(), |r| r.len());
+    assert!(written.iter().all(|x| x.len() == n) && read.iter().all(|x| x.len() == n));
+    let chunks = n.div_ceil(CHUNK);
+    let mut tasks: Vec<[&mut [f32]; W]> = (0..chunks)
+        .map(|_| std::array::from_fn(|_| Default::default()))
+        .collect();
+    for (k, out) in written.into_iter().enumerate() {
+        for (task, chunk) in tasks.iter_mut().zip(out.chunks_mut(CHUNK)) {
+            task[k] = chunk;
+        }
+    }
+    tasks.into_par_iter().enumerate().for_each(|(c, out)| {
+        let start = c * CHUNK;
+        let len = out[0].len();
+        let read = read.map(|x| &x[start..start + len]);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { in_place_chunk_avx2(out, read, &f) };
+            return;
+        }
+        in_place_chunk(out, read, &f);
+    });
+}
+
+/// The body of [`host_pass_in_place`] for one chunk. Sixteen elements at a time go through
+/// local arrays, so that the arithmetic vectorises: the compiler cannot tell that the written
+/// slices do not overlap the others, and element by element over them it does not.
+#[inline(always)]
+fn in_place_chunk<const W: usize, const R: usize>(
+    written: [&mut [f32]; W],
+    read: [&[f32]; R],
+    f: &impl Fn([f32; W], [f32; R]) -> [f32; W],
+) {
+    const LANES: usize = 16;
+    let n = written[0].len();
+    let read = read.map(|x| &x[..n]);
+    let mut written = written.map(|x| &mut x[..n]);
+    let whole = n - n % LANES;
+    for start in (0..whole).step_by(LANES) {
+        let mut w: [[f32; LANES]; W] = std::array::from_fn(|k| {
+            written[k][start..start + LANES]
+                .try_into()
+                .expect("a whole block")
+        });
+        let r: [[f32; LANES]; R] = std::array::from_fn(|k| {
+            read[k][start..start + LANES]
+                .try_into()
+                .expect("a whole block")
+        });
+        for l in 0..LANES {
+            let out = f(
+                std::array::from_fn(|k| w[k][l]),
+                std::array::from_fn(|k| r[k][l]),
+            );
+            for (block, v) in w.iter_mut().zip(out) {
+                block[l] = v;
+            }
+        }
+        for (dst, block) in written.iter_mut().zip(&w) {
+            dst[start..start + LANES].copy_from_slice(block);
+        }
+    }
+    for i in whole..n {
+        let out = f(std::array::from_fn(|k| written[k][i]), read.map(|x| x[i]));
+        for (dst, v) in written.iter_mut().zip(out) {
+            dst[i] = v;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn in_place_chunk_avx2<const W: usize, const R: usize>(
+    written: [&mut [f32]; W],
+    read: [&[f32]; R],
+    f: &impl Fn([f32; W], [f32; R]) -> [f32; W],
+) {
+    in_place_chunk(written, read, f)
+}
+
 /// The body of [`host_pass`] for one chunk, written so that it vectorises (square roots and
 /// divisions included: they are exact IEEE operations in any lane width).
 #[inline(always)]
@@ -128,6 +216,89 @@ impl HostAdam {
     }
 }
 
+impl HostAdam {
+    /// One element's update at step `time` (from 1): `([parameter, moment 1, moment 2],
+    /// gradient)` to their new values.
+    fn update(&self, lr: LearningRate, time: usize) -> impl Fn([f32; 3], f32) -> [f32; 3] + Sync {
+        let (b1, b2) = (self.beta_1, self.beta_2);
+        // burn's form: m·√(1−β₂ᵗ)/(1−β₁ᵗ) / (√v + ε·√(1−β₂ᵗ)).
+        let correction_2 = (1.0 - b2.powi(time as i32)).sqrt();
+        let factor = correction_2 / (1.0 - b1.powi(time as i32));
+        let eps = self.epsilon * correction_2;
+        let lr = lr as f32;
+        let decay = self.weight_decay.unwrap_or(0.0);
+        move |[p, m, v], g| {
+            let g = if decay != 0.0 { g + decay * p } else { g };
+            let m = b1 * m + (1.0 - b1) * g;
+            let v = b2 * v + (1.0 - b2) * g * g;
+            [p - lr * (m * factor / (v.sqrt() + eps)), m, v]
+        }
+    }
+
+    /// The step written over the parameter's and the moments' own buffers, when nothing else
+    /// shares them (the usual case after the first step); gives everything back untouched
+    /// otherwise.
+    // The error gives the caller's own parameter and state back.
+    #[allow(clippy::type_complexity, clippy::result_large_err)]
+    fn step_in_place<const D: usize>(
+        &self,
+        lr: LearningRate,
+        param: Tensor<D>,
+        grad: &Tensor<D>,
+        state: Option<AdamState<D>>,
+    ) -> Result<(Tensor<D>, Option<AdamState<D>>), (Tensor<D>, Option<AdamState<D>>)> {
+        let Some(state) = state else {
+            return Err((param, None));
+        };
+        let Some(g) = fused::host_values(grad) else {
+            return Err((param, Some(state)));
+        };
+        let AdaptiveMomentumState {
+            time,
+            moment_1,
+            moment_2,
+            max_moment_2,
+        } = state.momentum;
+        let give_back = |p: Tensor<D>, m: Tensor<D>, v: Tensor<D>| {
+            let mut momentum = AdaptiveMomentumState::new(time, m, v);
+            momentum.max_moment_2 = max_moment_2.clone();
+            Err((p, Some(AdamState::new(momentum))))
+        };
+        if max_moment_2.is_some() {
+            return give_back(param, moment_1, moment_2);
+        }
+        let mut p = match fused::owned_host_values(param) {
+            Ok(p) => p,
+            Err(param) => return give_back(param, moment_1, moment_2),
+        };
+        let mut m = match fused::owned_host_values(moment_1) {
+            Ok(m) => m,
+            Err(m) => return give_back(p.into_tensor(), m, moment_2),
+        };
+        let mut v = match fused::owned_host_values(moment_2) {
+            Ok(v) => v,
+            Err(v) => return give_back(p.into_tensor(), m.into_tensor(), v),
+        };
+        if [
+            p.values_mut().len(),
+            m.values_mut().len(),
+            v.values_mut().len(),
+        ] != [g.len(); 3]
+        {
+            return give_back(p.into_tensor(), m.into_tensor(), v.into_tensor());
+        }
+        let time = time + 1;
+        let update = self.update(lr, time);
+        host_pass_in_place(
+            [p.values_mut(), m.values_mut(), v.values_mut()],
+            [&g],
+            |w, [g]| update(w, g),
+        );
+        let momentum = AdaptiveMomentumState::new(time, m.into_tensor(), v.into_tensor());
+        Ok((p.into_tensor(), Some(AdamState::new(momentum))))
+    }
+}
+
 impl Optimizer for HostAdam {
     type State<const D: usize> = AdamState<D>;
 
@@ -145,6 +316,10 @@ impl Optimizer for HostAdam {
         {
             return self.burn.step(lr, param, grad, state);
         }
+        let (param, state) = match self.step_in_place(lr, param, &grad, state) {
+            Ok(done) => return done,
+            Err(untouched) => untouched,
+        };
         let (Some(p), Some(g)) = (fused::host_values(&param), fused::host_values(&grad)) else {
             return self.burn.step(lr, param, grad, state);
         };
@@ -167,19 +342,8 @@ impl Optimizer for HostAdam {
                 (1, &zeros, &zeros)
             }
         };
-        let (b1, b2) = (self.beta_1, self.beta_2);
-        // burn's form: m·√(1−β₂ᵗ)/(1−β₁ᵗ) / (√v + ε·√(1−β₂ᵗ)).
-        let correction_2 = (1.0 - b2.powi(time as i32)).sqrt();
-        let factor = correction_2 / (1.0 - b1.powi(time as i32));
-        let eps = self.epsilon * correction_2;
-        let lr = lr as f32;
-        let decay = self.weight_decay.unwrap_or(0.0);
-        let [p_new, m_new, v_new] = host_pass([&p, &g, m, v], |[p, g, m, v]| {
-            let g = if decay != 0.0 { g + decay * p } else { g };
-            let m = b1 * m + (1.0 - b1) * g;
-            let v = b2 * v + (1.0 - b2) * g * g;
-            [p - lr * (m * factor / (v.sqrt() + eps)), m, v]
-        });
+        let update = self.update(lr, time);
+        let [p_new, m_new, v_new] = host_pass([&p, &g, m, v], |[p, g, m, v]| update([p, m, v], g));
         drop((p, g, previous));
         let momentum = AdaptiveMomentumState::new(
             time,
@@ -227,6 +391,83 @@ impl HostRmsProp {
     }
 }
 
+/// The state burn's RMSprop keeps without momentum and centring: the running average, also as
+/// the centred state's average (one buffer).
+fn rmsprop_state<const D: usize>(square_avg: Tensor<D>) -> RmsPropState<D> {
+    RmsPropState::new(
+        SquareAvgState {
+            square_avg: square_avg.clone(),
+        },
+        CenteredState {
+            grad_avg: None,
+            avg: square_avg,
+        },
+        None,
+    )
+}
+
+impl HostRmsProp {
+    /// One element's update: `([parameter, running average], gradient)` to their new values;
+    /// `alpha` is 0 on the first step (the average starts from zero).
+    fn update(&self, lr: LearningRate, alpha: f32) -> impl Fn([f32; 2], f32) -> [f32; 2] + Sync {
+        let keep = 1.0 - self.alpha;
+        let (eps, lr) = (self.epsilon, lr as f32);
+        let decay = self.weight_decay.unwrap_or(0.0);
+        move |[p, s], g| {
+            let g = if decay != 0.0 { g + decay * p } else { g };
+            let s = alpha * s + keep * g * g;
+            [p - lr * (g / (s.sqrt() + eps)), s]
+        }
+    }
+
+    /// The step written over the parameter's and the average's own buffers, when nothing else
+    /// shares them (the usual case after the first step); gives everything back untouched
+    /// otherwise.
+    // The error gives the caller's own parameter and state back.
+    #[allow(clippy::type_complexity, clippy::result_large_err)]
+    fn step_in_place<const D: usize>(
+        &self,
+        lr: LearningRate,
+        param: Tensor<D>,
+        grad: &Tensor<D>,
+        state: Option<RmsPropState<D>>,
+    ) -> Result<(Tensor<D>, Option<RmsPropState<D>>), (Tensor<D>, Option<RmsPropState<D>>)> {
+        let Some(state) = state else {
+            return Err((param, None));
+        };
+        let Some(g) = fused::host_values(grad) else {
+            return Err((param, Some(state)));
+        };
+        let RmsPropState {
+            square_avg,
+            centered,
+            momentum,
+        } = state;
+        if momentum.is_some() || centered.grad_avg.is_some() {
+            let state = RmsPropState::new(square_avg, centered, momentum);
+            return Err((param, Some(state)));
+        }
+        // The centred average is the same buffer as the running average.
+        drop(centered);
+        let mut p = match fused::owned_host_values(param) {
+            Ok(p) => p,
+            Err(param) => return Err((param, Some(rmsprop_state(square_avg.square_avg)))),
+        };
+        let mut avg = match fused::owned_host_values(square_avg.square_avg) {
+            Ok(avg) => avg,
+            Err(avg) => return Err((p.into_tensor(), Some(rmsprop_state(avg)))),
+        };
+        if p.values_mut().len() != g.len() || avg.values_mut().len() != g.len() {
+            return Err((p.into_tensor(), Some(rmsprop_state(avg.into_tensor()))));
+        }
+        let update = self.update(lr, self.alpha);
+        host_pass_in_place([p.values_mut(), avg.values_mut()], [&g], |w, [g]| {
+            update(w, g)
+        });
+        Ok((p.into_tensor(), Some(rmsprop_state(avg.into_tensor()))))
+    }
+}
+
 impl Optimizer for HostRmsProp {
     type State<const D: usize> = RmsPropState<D>;
 
@@ -240,6 +481,10 @@ impl Optimizer for HostRmsProp {
         if !self.host_applies || !on_host(&param) {
             return self.burn.step(lr, param, grad, state);
         }
+        let (param, state) = match self.step_in_place(lr, param, &grad, state) {
+            Ok(done) => return done,
+            Err(untouched) => untouched,
+        };
         let (Some(p), Some(g)) = (fused::host_values(&param), fused::host_values(&grad)) else {
             return self.burn.step(lr, param, grad, state);
         };
@@ -260,27 +505,13 @@ impl Optimizer for HostRmsProp {
                 (&zeros, 0.0)
             }
         };
-        let keep = 1.0 - self.alpha;
-        let (eps, lr) = (self.epsilon, lr as f32);
-        let decay = self.weight_decay.unwrap_or(0.0);
-        let [p_new, avg_new] = host_pass([&p, &g, avg], |[p, g, s]| {
-            let g = if decay != 0.0 { g + decay * p } else { g };
-            let s = alpha * s + keep * g * g;
-            [p - lr * (g / (s.sqrt() + eps)), s]
-        });
+        let update = self.update(lr, alpha);
+        let [p_new, avg_new] = host_pass([&p, &g, avg], |[p, g, s]| update([p, s], g));
         drop((p, g, previous));
-        let square_avg = tensor::<D>(avg_new, &shape, &device);
-        let state = RmsPropState::new(
-            SquareAvgState {
-                square_avg: square_avg.clone(),
-            },
-            CenteredState {
-                grad_avg: None,
-                avg: square_avg,
-            },
-            None,
-        );
-        (tensor(p_new, &shape, &device), Some(state))
+        (
+            tensor(p_new, &shape, &device),
+            Some(rmsprop_state(tensor::<D>(avg_new, &shape, &device))),
+        )
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
@@ -337,6 +568,75 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(worst < 1e-5, "max abs difference {worst}");
+    }
+
+    fn vector(n: usize, k: f32, device: &Device) -> Tensor<1> {
+        let v: Vec<f32> = (0..n).map(|i| (i as f32 * k).sin()).collect();
+        Tensor::from_data(TensorData::new(v, [n]), device)
+    }
+
+    fn deep_copy(t: &Tensor<1>) -> Tensor<1> {
+        Tensor::from_data(t.to_data(), &t.device())
+    }
+
+    /// After the first step, RMSprop writes over the parameter's and the average's own buffers,
+    /// with the values the path with fresh buffers gives (taken here by sharing the parameter).
+    #[test]
+    fn rmsprop_updates_in_place_with_the_same_values() {
+        let device = Device::flex();
+        let opt = HostRmsProp::new(0.9, 0.0, 1e-7, Some(0.1));
+        let (p1, s1) = opt.step(
+            1e-2,
+            vector(1000, 0.37, &device),
+            vector(1000, 0.11, &device),
+            None,
+        );
+        let s1 = s1.unwrap();
+        let (p_copy, avg_copy) = (deep_copy(&p1), deep_copy(&s1.square_avg.square_avg));
+        let grad = vector(1000, 0.23, &device);
+        let Ok((p2, s2)) = opt.step_in_place(1e-2, p1, &grad, Some(s1)) else {
+            panic!("the step was not taken in place");
+        };
+        let shared = p_copy.clone();
+        let (p2_fresh, s2_fresh) = opt.step(1e-2, p_copy, grad, Some(rmsprop_state(avg_copy)));
+        drop(shared);
+        assert_eq!(values(p2), values(p2_fresh));
+        assert_eq!(
+            values(s2.unwrap().square_avg.square_avg),
+            values(s2_fresh.unwrap().square_avg.square_avg)
+        );
+    }
+
+    /// The same for Adam, moments included.
+    #[test]
+    fn adam_updates_in_place_with_the_same_values() {
+        let device = Device::flex();
+        let opt = HostAdam::new(0.9, 0.999, 1e-8, Some(0.1));
+        let (p1, s1) = opt.step(
+            1e-2,
+            vector(1000, 0.37, &device),
+            vector(1000, 0.11, &device),
+            None,
+        );
+        let s1 = s1.unwrap();
+        let copy = (
+            deep_copy(&p1),
+            deep_copy(&s1.momentum.moment_1),
+            deep_copy(&s1.momentum.moment_2),
+        );
+        let grad = vector(1000, 0.23, &device);
+        let Ok((p2, s2)) = opt.step_in_place(1e-2, p1, &grad, Some(s1)) else {
+            panic!("the step was not taken in place");
+        };
+        let shared = copy.0.clone();
+        let state = AdamState::new(AdaptiveMomentumState::new(1, copy.1, copy.2));
+        let (p2_fresh, s2_fresh) = opt.step(1e-2, copy.0, grad, Some(state));
+        drop(shared);
+        assert_eq!(values(p2), values(p2_fresh));
+        let (s2, s2_fresh) = (s2.unwrap().momentum, s2_fresh.unwrap().momentum);
+        assert_eq!(s2.time, s2_fresh.time);
+        assert_eq!(values(s2.moment_1), values(s2_fresh.moment_1));
+        assert_eq!(values(s2.moment_2), values(s2_fresh.moment_2));
     }
 
     #[test]

@@ -254,6 +254,62 @@ pub fn host_values<const D: usize>(tensor: &Tensor<D>) -> Option<HostValues> {
     }
 }
 
+/// The values of a contiguous `f32` Flex tensor (without autodiff) taken by value and writable in
+/// place: nothing else shares its buffer. See [`owned_host_values`].
+pub struct OwnedHostValues {
+    tensor: burn::backend::flex::FlexTensor,
+    autodiff: burn::backend::DispatchAutodiffContext,
+}
+
+impl OwnedHostValues {
+    /// The values, writable.
+    pub fn values_mut(&mut self) -> &mut [f32] {
+        let (start, end) = self
+            .tensor
+            .layout()
+            .contiguous_offsets()
+            .expect("checked contiguous when made");
+        &mut self
+            .tensor
+            .try_storage_mut::<f32>()
+            .expect("checked unique f32 when made")[start..end]
+    }
+
+    /// The tensor again, holding what was written.
+    pub fn into_tensor<const D: usize>(self) -> Tensor<D> {
+        use burn::backend::{BackendTensor, DispatchTensor, DispatchTensorKind};
+        Tensor::from_dispatch(DispatchTensor {
+            kind: DispatchTensorKind::Flex(BackendTensor::Float(self.tensor)),
+            autodiff: self.autodiff,
+        })
+    }
+}
+
+/// Takes `tensor` for writing in place when it is a contiguous `f32` tensor on the Flex backend
+/// (without autodiff) whose buffer nothing else shares; gives it back untouched otherwise.
+/// Optimizers use it to update parameters and their state without fresh buffers.
+// The error gives the caller's own tensor back, as large as the tensor type is.
+#[allow(clippy::result_large_err)]
+pub fn owned_host_values<const D: usize>(tensor: Tensor<D>) -> Result<OwnedHostValues, Tensor<D>> {
+    use burn::backend::{BackendTensor, DispatchTensor, DispatchTensorKind};
+    let DispatchTensor { kind, autodiff } = tensor.into_dispatch();
+    match kind {
+        DispatchTensorKind::Flex(BackendTensor::Float(mut t)) if t.as_slice::<f32>().is_some() => {
+            // `try_storage_mut` answers for the buffer's every owner, weak ones included.
+            if t.try_storage_mut::<f32>().is_some() {
+                Ok(OwnedHostValues {
+                    tensor: t,
+                    autodiff,
+                })
+            } else {
+                let kind = DispatchTensorKind::Flex(BackendTensor::Float(t));
+                Err(Tensor::from_dispatch(DispatchTensor { kind, autodiff }))
+            }
+        }
+        kind => Err(Tensor::from_dispatch(DispatchTensor { kind, autodiff })),
+    }
+}
+
 /// 1 for every row that counts, 0 for rows whose target is `ignore`.
 fn row_weights(targets: &Tensor<1, Int>, ignore: Option<u32>) -> Tensor<1> {
     match ignore {
