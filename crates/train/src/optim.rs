@@ -4,6 +4,7 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::Tensor;
+use lstm_lm_model::fused;
 
 use crate::host_optim::{HostAdam, HostRmsProp};
 use crate::settings::{OptimSettings, OptimizerKind};
@@ -54,12 +55,44 @@ pub fn build_optimizer(s: &OptimSettings) -> ModuleOptimizer {
 
 struct SquaredNorm<'a> {
     grads: &'a GradientsParams,
+    /// Tensors read on the host, summed there.
+    host: f64,
+    /// The others, summed as tensor operations.
     sum: Option<Tensor<1>>,
+}
+
+/// Elements per partial sum of [`sum_of_squares`].
+const NORM_CHUNK: usize = 1 << 14;
+
+/// `Σ v²` in `f64`, by fixed chunks on the thread pool (the result does not depend on the
+/// number of threads).
+fn sum_of_squares(values: &[f32]) -> f64 {
+    use rayon::prelude::*;
+    let partial: Vec<f64> = values
+        .par_chunks(NORM_CHUNK)
+        .map(|chunk| {
+            // Eight f32 lanes per chunk vectorise; a chunk is short enough for f32 partials.
+            let mut lanes = [0.0f32; 8];
+            let blocks = chunk.chunks_exact(8);
+            let tail: f32 = blocks.remainder().iter().map(|v| v * v).sum();
+            for block in blocks {
+                for (acc, v) in lanes.iter_mut().zip(block) {
+                    *acc += v * v;
+                }
+            }
+            lanes.iter().map(|&x| f64::from(x)).sum::<f64>() + f64::from(tail)
+        })
+        .collect();
+    partial.iter().sum()
 }
 
 impl ModuleVisitor for SquaredNorm<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
+            if let Some(values) = fused::host_values(&g) {
+                self.host += sum_of_squares(&values);
+                return;
+            }
             let s = g.square().sum();
             self.sum = Some(match self.sum.take() {
                 Some(acc) => acc + s,
@@ -76,23 +109,35 @@ struct Scale<'a> {
 
 impl ModuleVisitor for Scale<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        use rayon::prelude::*;
         if let Some(g) = self.grads.remove::<D>(param.id) {
-            self.grads.register(param.id, g.mul_scalar(self.factor));
+            let scaled = match fused::owned_host_values(g) {
+                // Written over the gradient's own buffer: nothing else holds it.
+                Ok(mut values) => {
+                    let factor = self.factor as f32;
+                    values
+                        .values_mut()
+                        .par_chunks_mut(NORM_CHUNK)
+                        .for_each(|chunk| chunk.iter_mut().for_each(|v| *v *= factor));
+                    values.into_tensor()
+                }
+                Err(g) => g.mul_scalar(self.factor),
+            };
+            self.grads.register(param.id, scaled);
         }
     }
 }
 
 /// The L2 norm of all gradients of `module` taken together.
 pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
-    let mut v = SquaredNorm { grads, sum: None };
+    let mut v = SquaredNorm {
+        grads,
+        host: 0.0,
+        sum: None,
+    };
     module.visit(&mut v);
-    match v.sum {
-        Some(s) => {
-            let sq: f32 = s.into_scalar();
-            (sq as f64).sqrt()
-        }
-        None => 0.0,
-    }
+    let on_device = v.sum.map_or(0.0, |s| f64::from(s.into_scalar::<f32>()));
+    (v.host + on_device).sqrt()
 }
 
 /// Rescales all gradients together so that their global L2 norm is at most `max_norm`
@@ -121,6 +166,17 @@ mod tests {
 
     /// Gradients (3, 4) for `a` and [[12]] for `b`: global norm 13. Clipping to 6.5 halves
     /// both; per-tensor clipping would leave `a` (norm 5) alone and cut `b` to 6.5.
+    /// The host sum of squares (by chunks, f32 lanes inside a chunk) against a plain f64 sum.
+    #[test]
+    fn sum_of_squares_matches_a_plain_f64_sum() {
+        let values: Vec<f32> = (0..100_003)
+            .map(|i| (i as f32 * 0.37).sin() * 3.0)
+            .collect();
+        let want: f64 = values.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        let got = sum_of_squares(&values);
+        assert!((got - want).abs() <= want * 1e-6, "{got} vs {want}");
+    }
+
     #[test]
     fn global_clipping_scales_all_tensors_by_one_factor() {
         let device = Device::flex().autodiff();
