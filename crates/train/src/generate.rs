@@ -142,16 +142,25 @@ fn sample_full<R: Rng + ?Sized>(
         return 0;
     }
     WEIGHTS.with_borrow_mut(|w| {
-        w.resize(logits.len(), 0.0);
-        let mut total = fused::exp_weights(logits, (1.0 / temperature) as f32, max, w);
-        for &b in banned {
-            if let Some(x) = w.get_mut(b as usize) {
-                total -= *x as f64;
-                *x = 0.0;
-            }
-        }
+        let total = softmax_weights(logits, (1.0 / temperature) as f32, max, banned, w);
         draw(w, rng.random::<f64>() * total)
     })
+}
+
+/// Writes the unnormalised softmax weights `exp((logit − max)·scale)` into `w`, 0 for banned
+/// ids, and returns their total, summed by the same blocks [`draw`] skips by: a total taken
+/// before the banned weights were removed could have lost the allowed ones to rounding (a banned
+/// id far more likely than every allowed one), and one summed otherwise than `draw` sums could
+/// leave the last ids unreachable.
+fn softmax_weights(logits: &[f32], scale: f32, max: f32, banned: &[u32], w: &mut Vec<f32>) -> f64 {
+    w.resize(logits.len(), 0.0);
+    fused::exp_weights(logits, scale, max, w);
+    for &b in banned {
+        if let Some(x) = w.get_mut(b as usize) {
+            *x = 0.0;
+        }
+    }
+    w.chunks(DRAW_BLOCK).map(block_sum).sum()
 }
 
 /// The largest finite logit whose id is not banned (−∞ when there is none).
@@ -182,11 +191,14 @@ fn allowed_max(logits: &[f32], banned: &[u32]) -> f32 {
     max
 }
 
+/// Weights per block of [`draw`].
+const DRAW_BLOCK: usize = 64;
+
 /// The index where the running sum of `weights` passes `r` (`0 ≤ r ≤` their sum), skipping
 /// blocks whose whole sum stays below what is left of `r`; the last positive weight when
 /// rounding leaves `r` beyond the end.
 fn draw(weights: &[f32], mut r: f64) -> u32 {
-    const BLOCK: usize = 64;
+    const BLOCK: usize = DRAW_BLOCK;
     let mut last = 0;
     for (b, block) in weights.chunks(BLOCK).enumerate() {
         let sum = block_sum(block);
@@ -229,6 +241,10 @@ fn block_sum(block: &[f32]) -> f64 {
 /// at least `exp(−2·error/T)`, so this is reached only when the bound is very loose).
 const MAX_PROPOSALS: usize = 64;
 
+/// Largest `bound/T` for which sampling proposes from the approximate logits (acceptance at
+/// least about `exp(−2·bound/T)`, typically `exp(−bound/T)`).
+const MAX_ERROR_PER_TEMPERATURE: f64 = 2.0;
+
 /// Margin, in units of `logit/T`, for the rounding of the proposal weights (their `exp` and
 /// the subtraction before it are good to about 1e-5).
 const WEIGHT_MARGIN: f64 = 1e-4;
@@ -238,9 +254,10 @@ const WEIGHT_MARGIN: f64 = 1e-4;
 /// proposed from the approximate softmax and accepted with probability
 /// `exp((exact − approx − error)/T)`, which is at most 1; this is rejection sampling, so what
 /// comes out follows the exact distribution, and only the proposed tokens' exact logits are
-/// computed. `None` (nothing to rely on) when the bound turns out broken, a logit is not
-/// finite, or [`MAX_PROPOSALS`] are rejected; the caller then samples from the exact logits,
-/// which keeps the distribution exact too.
+/// computed. `None` when [`MAX_PROPOSALS`] are rejected (the caller then samples from the exact
+/// logits, which keeps the distribution exact), and when a logit is not finite or a proposed
+/// token shows the bound broken (which only a bug in the bound could do, and which is caught
+/// only on the tokens proposed).
 fn sample_with_proposal<R: Rng + ?Sized>(
     approx: &[f32],
     error: f64,
@@ -256,14 +273,7 @@ fn sample_with_proposal<R: Rng + ?Sized>(
     let scale = 1.0 / temperature;
     let bound = error * scale + WEIGHT_MARGIN;
     WEIGHTS.with_borrow_mut(|w| {
-        w.resize(approx.len(), 0.0);
-        let mut total = fused::exp_weights(approx, scale as f32, max, w);
-        for &b in banned {
-            if let Some(x) = w.get_mut(b as usize) {
-                total -= *x as f64;
-                *x = 0.0;
-            }
-        }
+        let total = softmax_weights(approx, scale as f32, max, banned, w);
         if !(total > 0.0 && total.is_finite()) {
             return None;
         }
@@ -314,7 +324,8 @@ fn argmax_with_proposal(
         if !e.is_finite() {
             return None;
         }
-        if best.is_none_or(|(_, b)| e >= b) {
+        // `total_cmp`, as `SamplingConfig::sample` ranks (+0 above −0); the later id on ties.
+        if best.is_none_or(|(_, b)| e.total_cmp(&b).is_ge()) {
             best = Some((i as u32, e));
         }
     }
@@ -330,10 +341,17 @@ fn sample_on_host<R: Rng + ?Sized>(
     banned: &[u32],
     rng: &mut R,
 ) -> Option<u32> {
-    if !(sampling.greedy || sampling.is_plain())
-        || !fused::proposal_is_fast()
-        || !model.propose(state)
-    {
+    if !(sampling.greedy || sampling.is_plain()) || !fused::proposal_is_fast() {
+        return None;
+    }
+    // Each proposal is accepted with probability at least about exp(−bound/T) (the bound on
+    // the logits' error); at low temperatures that makes rejections too frequent to pay off.
+    let limit = if sampling.greedy {
+        f32::INFINITY
+    } else {
+        (MAX_ERROR_PER_TEMPERATURE * sampling.temperature) as f32
+    };
+    if !model.propose_within(state, limit) {
         return None;
     }
     let state = &*state;
@@ -618,6 +636,31 @@ mod tests {
         }
     }
 
+    /// A banned id far more likely than all the others: the allowed ones share the rest evenly
+    /// and every one of them can be drawn, from the exact logits and through a proposal.
+    #[test]
+    fn a_dominant_banned_id_leaves_the_others_evenly_likely() {
+        let mut logits = vec![0.0f32; 32];
+        logits[5] = 40.0;
+        let n = 31_000;
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut exact = [0usize; 32];
+        let mut proposed = [0usize; 32];
+        for _ in 0..n {
+            exact[SamplingConfig::default().sample(&logits, &[5], &mut rng) as usize] += 1;
+            let id = sample_with_proposal(&logits, 0.01, |i| logits[i], 1.0, &[5], &mut rng)
+                .expect("the bound holds");
+            proposed[id as usize] += 1;
+        }
+        for c in [exact, proposed] {
+            assert_eq!(c[5], 0);
+            for (i, &k) in c.iter().enumerate().filter(|&(i, _)| i != 5) {
+                let share = k as f64 / n as f64;
+                assert!((share - 1.0 / 31.0).abs() < 0.008, "id {i}: {share}");
+            }
+        }
+    }
+
     #[test]
     fn a_broken_bound_gives_up_instead_of_sampling_wrongly() {
         let exact = [0.0f32, 3.0, 1.0];
@@ -695,6 +738,16 @@ mod tests {
             assert_eq!(got, want, "step {step}");
             quick.feed(&[got]);
             exact.feed(&[got]);
+        }
+        if fused::proposal_is_fast() {
+            // Both go through the proposal here, not the exact logits.
+            let Engine::Host { model, state, .. } = &mut quick.engine else {
+                panic!("the flex device runs on the host");
+            };
+            let plain = SamplingConfig::default();
+            for cfg in [&greedy, &plain] {
+                assert!(sample_on_host(cfg, model, state, &[], &mut rng).is_some());
+            }
         }
         let plain = SamplingConfig {
             temperature: 0.05, // sharp enough that the distribution is far from uniform

@@ -164,8 +164,6 @@ mod tests {
         b: Param<Tensor<2>>,
     }
 
-    /// Gradients (3, 4) for `a` and [[12]] for `b`: global norm 13. Clipping to 6.5 halves
-    /// both; per-tensor clipping would leave `a` (norm 5) alone and cut `b` to 6.5.
     /// The host sum of squares (by chunks, f32 lanes inside a chunk) against a plain f64 sum.
     #[test]
     fn sum_of_squares_matches_a_plain_f64_sum() {
@@ -177,6 +175,8 @@ mod tests {
         assert!((got - want).abs() <= want * 1e-6, "{got} vs {want}");
     }
 
+    /// Gradients (3, 4) for `a` and [[12]] for `b`: global norm 13. Clipping to 6.5 halves
+    /// both; per-tensor clipping would leave `a` (norm 5) alone and cut `b` to 6.5.
     #[test]
     fn global_clipping_scales_all_tensors_by_one_factor() {
         let device = Device::flex().autodiff();

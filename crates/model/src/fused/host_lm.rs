@@ -265,11 +265,23 @@ impl HostLanguageModel {
     /// of the exact one. Returns false, writing nothing, when the model has no 8-bit copy (a
     /// weight is not finite) or the hidden vector is not finite.
     pub fn propose(&self, state: &mut HostState) -> bool {
+        self.propose_within(state, f32::INFINITY)
+    }
+
+    /// [`propose`](Self::propose), unless the largest bound
+    /// ([`max_proposal_error`](Self::max_proposal_error)) would exceed `limit`: then it returns
+    /// false before computing anything but the bound.
+    pub fn propose_within(&self, state: &mut HostState, limit: f32) -> bool {
         let Some(p) = &self.proposal else {
             return false;
         };
         let top = &state.hidden[self.layers.len() - 1];
         if !p.prepare(top, &mut state.proposal_input) {
+            return false;
+        }
+        // False for a NaN bound too.
+        let within = p.max_error(&state.proposal_input) <= limit;
+        if !within {
             return false;
         }
         p.gemv(
