@@ -95,7 +95,7 @@ fn wgpu_device(_index: usize) -> Result<Device, ModelError> {
 
 #[cfg(feature = "wgpu")]
 mod wgpu_probe {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use burn::tensor::{Device, DeviceType};
 
@@ -173,13 +173,66 @@ mod wgpu_probe {
 
     /// Runs `f`, turning a panic into `None` without printing the panic message (wgpu and cubecl
     /// panic, on their own threads too, where no adapter or device can be had).
+    ///
+    /// Only panics on this thread or raised in the GPU stack's own code are silenced; any other
+    /// thread's panic in the meantime still reaches the hook that was installed before.
     fn quiet<T>(f: impl FnOnce() -> T) -> Option<T> {
+        type Hook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
         static HOOK: Mutex<()> = Mutex::new(());
         let _guard = HOOK.lock().unwrap_or_else(|e| e.into_inner());
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
+        let probing = std::thread::current().id();
+        let previous: Arc<Hook> = Arc::new(std::panic::take_hook());
+        let inner = Arc::clone(&previous);
+        std::panic::set_hook(Box::new(move |info| {
+            let from_gpu_stack = info.location().is_some_and(|l| {
+                ["wgpu", "cubecl", "/naga-", "/ash-"]
+                    .iter()
+                    .any(|name| l.file().contains(name))
+            });
+            if std::thread::current().id() != probing && !from_gpu_stack {
+                inner(info);
+            }
+        }));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        std::panic::set_hook(hook);
+        // Dropping the filter releases its reference, so the original hook goes back as it was.
+        drop(std::panic::take_hook());
+        match Arc::try_unwrap(previous) {
+            Ok(hook) => std::panic::set_hook(hook),
+            Err(shared) => std::panic::set_hook(Box::new(move |info| shared(info))),
+        }
         result.ok()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// While a probe runs, its own panic is silenced but another thread's reaches the hook
+        /// installed before, and that hook is back afterwards.
+        #[test]
+        fn a_probe_silences_only_its_own_panics() {
+            static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+            let original = std::panic::take_hook();
+            std::panic::set_hook(Box::new(|info| {
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                SEEN.lock().unwrap().push(message);
+            }));
+            let result: Option<()> = quiet(|| {
+                let other = std::thread::spawn(|| panic!("elsewhere"));
+                assert!(other.join().is_err());
+                panic!("probing");
+            });
+            assert!(result.is_none());
+            let _ = std::panic::catch_unwind(|| panic!("after"));
+            std::panic::set_hook(original);
+            let seen = SEEN.lock().unwrap().clone();
+            assert!(seen.contains(&"elsewhere".to_string()), "{seen:?}");
+            assert!(seen.contains(&"after".to_string()), "{seen:?}");
+            assert!(!seen.contains(&"probing".to_string()), "{seen:?}");
+        }
     }
 }
