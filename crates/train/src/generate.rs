@@ -73,13 +73,26 @@ impl SamplingConfig {
         if self.is_plain() {
             return sample_full(logits, banned, self.temperature, rng);
         }
+        CANDIDATES.with_borrow_mut(|cand| self.sample_truncated(logits, &allowed, cand, rng))
+    }
+
+    /// Top-k and top-p sampling over `cand`, a buffer kept from call to call.
+    fn sample_truncated<R: Rng + ?Sized>(
+        &self,
+        logits: &[f32],
+        allowed: &impl Fn(usize) -> bool,
+        cand: &mut Vec<(u32, f64)>,
+        rng: &mut R,
+    ) -> u32 {
         let inv_t = 1.0 / self.temperature;
-        let mut cand: Vec<(u32, f64)> = logits
-            .iter()
-            .enumerate()
-            .filter(|(i, v)| allowed(*i) && v.is_finite())
-            .map(|(i, &v)| (i as u32, v as f64 * inv_t))
-            .collect();
+        cand.clear();
+        cand.extend(
+            logits
+                .iter()
+                .enumerate()
+                .filter(|(i, v)| allowed(*i) && v.is_finite())
+                .map(|(i, &v)| (i as u32, v as f64 * inv_t)),
+        );
         if cand.is_empty() {
             return 0;
         }
@@ -113,7 +126,7 @@ impl SamplingConfig {
             total = cand.iter().map(|c| c.1).sum();
         }
         let mut r = rng.random::<f64>() * total;
-        for c in &cand {
+        for c in cand.iter() {
             r -= c.1;
             if r <= 0.0 {
                 return c.0;
@@ -126,6 +139,9 @@ impl SamplingConfig {
 thread_local! {
     /// Per-thread buffer for the softmax weights of [`sample_full`], so sampling allocates once.
     static WEIGHTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-thread buffer for the candidates of top-k and top-p sampling, likewise.
+    static CANDIDATES: std::cell::RefCell<Vec<(u32, f64)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Sampling from the whole distribution at `temperature`: one vectorised pass for the maximum,
