@@ -400,13 +400,22 @@ pub struct Generator {
     engine: Engine,
 }
 
+/// What [`HostState::logits`] holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HostLogits {
+    /// Nothing was fed yet.
+    NotFed,
+    /// Not computed for the last token fed (the projection runs only when asked for).
+    Stale,
+    /// The exact logits after the last token fed.
+    Exact,
+}
+
 enum Engine {
     Host {
         model: Box<HostLanguageModel>,
         state: HostState,
-        fed: bool,
-        /// Whether `state` holds the exact logits of what was fed last.
-        projected: bool,
+        logits: HostLogits,
     },
     Device {
         model: Box<LanguageModel>,
@@ -424,8 +433,7 @@ impl Generator {
             Engine::Host {
                 state: host.zero_state(),
                 model: Box::new(host),
-                fed: false,
-                projected: false,
+                logits: HostLogits::NotFed,
             }
         } else {
             Engine::Device {
@@ -447,14 +455,12 @@ impl Generator {
             Engine::Host {
                 model,
                 state,
-                fed,
-                projected,
+                logits,
             } => {
                 for &id in ids {
                     model.advance(id, state);
                 }
-                *fed = true;
-                *projected = false;
+                *logits = HostLogits::Stale;
             }
             Engine::Device {
                 model,
@@ -476,12 +482,10 @@ impl Generator {
             Engine::Host {
                 model,
                 state,
-                fed,
-                projected,
+                logits,
             } => {
                 *state = model.zero_state();
-                *fed = false;
-                *projected = false;
+                *logits = HostLogits::NotFed;
             }
             Engine::Device { state, logits, .. } => {
                 *state = None;
@@ -496,18 +500,16 @@ impl Generator {
             Engine::Host {
                 model,
                 state,
-                fed,
-                projected,
-            } => {
-                if !*fed {
-                    return None;
-                }
-                if !*projected {
+                logits,
+            } => match logits {
+                HostLogits::NotFed => None,
+                HostLogits::Stale => {
                     model.project(state);
-                    *projected = true;
+                    *logits = HostLogits::Exact;
+                    Some(state.logits())
                 }
-                Some(state.logits())
-            }
+                HostLogits::Exact => Some(state.logits()),
+            },
             Engine::Device { logits, .. } => logits.as_deref(),
         }
     }
@@ -529,8 +531,7 @@ impl Generator {
         if let Engine::Host {
             model,
             state,
-            fed: true,
-            projected: false,
+            logits: HostLogits::Stale,
         } = &mut self.engine
             && let Some(id) = sample_on_host(sampling, model, state, banned, rng)
         {

@@ -66,50 +66,62 @@ fn host_pass<const IN: usize, const OUT: usize>(
     outputs
 }
 
-/// [`host_pass`] writing its `W` outputs over its first `W` inputs, in place: no fresh buffers,
-/// and each cache line is written while it is still there from being read.
-fn host_pass_in_place<const W: usize, const R: usize>(
-    written: [&mut [f32]; W],
-    read: [&[f32]; R],
-    f: impl Fn([f32; W], [f32; R]) -> [f32; W] + Sync,
-) {
-    let n = read.first().map_or(written[0].len(), |r| r.len());
-    assert!(written.iter().all(|x| x.len() == n) && read.iter().all(|x| x.len() == n));
-    let chunks = n.div_ceil(CHUNK);
+/// Runs `update` over a parameter and its state (`tensors`, written in place) with the gradient
+/// `grad` read, when every one of them is an unshared host buffer of the gradient's length;
+/// gives them back untouched otherwise. No fresh buffers, and each cache line is written while
+/// it is still there from being read.
+#[allow(clippy::result_large_err)] // the error gives the caller's own tensors back
+fn update_in_place<const W: usize, const D: usize>(
+    tensors: [Tensor<D>; W],
+    grad: &Tensor<D>,
+    update: impl Fn([f32; W], f32) -> [f32; W] + Sync,
+) -> Result<[Tensor<D>; W], [Tensor<D>; W]> {
+    let Some(g) = fused::host_values(grad) else {
+        return Err(tensors);
+    };
+    let mut owned = tensors.map(fused::owned_host_values);
+    let usable = owned
+        .iter_mut()
+        .all(|t| t.as_mut().is_ok_and(|v| v.values_mut().len() == g.len()));
+    if !usable {
+        return Err(owned.map(|t| t.map_or_else(|t| t, |v| v.into_tensor())));
+    }
+    let mut values = owned.map(|t| t.unwrap_or_else(|_| unreachable!("checked above")));
+    let chunks = g.len().div_ceil(CHUNK);
     let mut tasks: Vec<[&mut [f32]; W]> = (0..chunks)
         .map(|_| std::array::from_fn(|_| Default::default()))
         .collect();
-    for (k, out) in written.into_iter().enumerate() {
-        for (task, chunk) in tasks.iter_mut().zip(out.chunks_mut(CHUNK)) {
+    for (k, v) in values.iter_mut().enumerate() {
+        for (task, chunk) in tasks.iter_mut().zip(v.values_mut().chunks_mut(CHUNK)) {
             task[k] = chunk;
         }
     }
-    tasks.into_par_iter().enumerate().for_each(|(c, out)| {
+    tasks.into_par_iter().enumerate().for_each(|(c, written)| {
         let start = c * CHUNK;
-        let len = out[0].len();
-        let read = read.map(|x| &x[start..start + len]);
+        let read = &g[start..start + written[0].len()];
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { in_place_chunk_avx2(out, read, &f) };
+            unsafe { in_place_chunk_avx2(written, read, &update) };
             return;
         }
-        in_place_chunk(out, read, &f);
+        in_place_chunk(written, read, &update);
     });
+    Ok(values.map(|v| v.into_tensor()))
 }
 
-/// The body of [`host_pass_in_place`] for one chunk. Sixteen elements at a time go through
-/// local arrays, so that the arithmetic vectorises: the compiler cannot tell that the written
-/// slices do not overlap the others, and element by element over them it does not.
+/// The body of [`update_in_place`] for one chunk. Sixteen elements at a time go through local
+/// arrays, so that the arithmetic vectorises: the compiler cannot tell that the written slices
+/// do not overlap the others, and element by element over them it does not.
 #[inline(always)]
-fn in_place_chunk<const W: usize, const R: usize>(
+fn in_place_chunk<const W: usize>(
     written: [&mut [f32]; W],
-    read: [&[f32]; R],
-    f: &impl Fn([f32; W], [f32; R]) -> [f32; W],
+    read: &[f32],
+    f: &impl Fn([f32; W], f32) -> [f32; W],
 ) {
     const LANES: usize = 16;
     let n = written[0].len();
-    let read = read.map(|x| &x[..n]);
+    let read = &read[..n];
     let mut written = written.map(|x| &mut x[..n]);
     let whole = n - n % LANES;
     for start in (0..whole).step_by(LANES) {
@@ -118,16 +130,11 @@ fn in_place_chunk<const W: usize, const R: usize>(
                 .try_into()
                 .expect("a whole block")
         });
-        let r: [[f32; LANES]; R] = std::array::from_fn(|k| {
-            read[k][start..start + LANES]
-                .try_into()
-                .expect("a whole block")
-        });
-        for l in 0..LANES {
-            let out = f(
-                std::array::from_fn(|k| w[k][l]),
-                std::array::from_fn(|k| r[k][l]),
-            );
+        let r: [f32; LANES] = read[start..start + LANES]
+            .try_into()
+            .expect("a whole block");
+        for (l, &g) in r.iter().enumerate() {
+            let out = f(std::array::from_fn(|k| w[k][l]), g);
             for (block, v) in w.iter_mut().zip(out) {
                 block[l] = v;
             }
@@ -137,7 +144,7 @@ fn in_place_chunk<const W: usize, const R: usize>(
         }
     }
     for i in whole..n {
-        let out = f(std::array::from_fn(|k| written[k][i]), read.map(|x| x[i]));
+        let out = f(std::array::from_fn(|k| written[k][i]), read[i]);
         for (dst, v) in written.iter_mut().zip(out) {
             dst[i] = v;
         }
@@ -146,10 +153,10 @@ fn in_place_chunk<const W: usize, const R: usize>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn in_place_chunk_avx2<const W: usize, const R: usize>(
+fn in_place_chunk_avx2<const W: usize>(
     written: [&mut [f32]; W],
-    read: [&[f32]; R],
-    f: &impl Fn([f32; W], [f32; R]) -> [f32; W],
+    read: &[f32],
+    f: &impl Fn([f32; W], f32) -> [f32; W],
 ) {
     in_place_chunk(written, read, f)
 }
@@ -182,6 +189,9 @@ fn host_pass_chunk_avx2<const IN: usize, const OUT: usize>(
 ) {
     host_pass_chunk(inputs, outputs, f)
 }
+
+/// A parameter and its optimizer state after (or instead of) a step.
+type Stepped<S, const D: usize> = (Tensor<D>, Option<S>);
 
 fn tensor<const D: usize>(values: Vec<f32>, shape: &[usize], device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values, shape.to_vec()), device)
@@ -238,64 +248,32 @@ impl HostAdam {
     /// The step written over the parameter's and the moments' own buffers, when nothing else
     /// shares them (the usual case after the first step); gives everything back untouched
     /// otherwise.
-    // The error gives the caller's own parameter and state back.
-    #[allow(clippy::type_complexity, clippy::result_large_err)]
+    #[allow(clippy::result_large_err)] // the error gives the caller's own tensors back
     fn step_in_place<const D: usize>(
         &self,
         lr: LearningRate,
         param: Tensor<D>,
         grad: &Tensor<D>,
         state: Option<AdamState<D>>,
-    ) -> Result<(Tensor<D>, Option<AdamState<D>>), (Tensor<D>, Option<AdamState<D>>)> {
-        let Some(state) = state else {
+    ) -> Result<Stepped<AdamState<D>, D>, Stepped<AdamState<D>, D>> {
+        let Some(AdamState { momentum }) = state else {
             return Err((param, None));
         };
-        let Some(g) = fused::host_values(grad) else {
-            return Err((param, Some(state)));
-        };
-        let AdaptiveMomentumState {
-            time,
-            moment_1,
-            moment_2,
-            max_moment_2,
-        } = state.momentum;
-        let give_back = |p: Tensor<D>, m: Tensor<D>, v: Tensor<D>| {
-            let mut momentum = AdaptiveMomentumState::new(time, m, v);
-            momentum.max_moment_2 = max_moment_2.clone();
-            Err((p, Some(AdamState::new(momentum))))
-        };
-        if max_moment_2.is_some() {
-            return give_back(param, moment_1, moment_2);
+        if momentum.max_moment_2.is_some() {
+            return Err((param, Some(AdamState::new(momentum))));
         }
-        let mut p = match fused::owned_host_values(param) {
-            Ok(p) => p,
-            Err(param) => return give_back(param, moment_1, moment_2),
+        let time = momentum.time;
+        let state = |time, [p, m, v]: [Tensor<D>; 3]| {
+            (
+                p,
+                Some(AdamState::new(AdaptiveMomentumState::new(time, m, v))),
+            )
         };
-        let mut m = match fused::owned_host_values(moment_1) {
-            Ok(m) => m,
-            Err(m) => return give_back(p.into_tensor(), m, moment_2),
-        };
-        let mut v = match fused::owned_host_values(moment_2) {
-            Ok(v) => v,
-            Err(v) => return give_back(p.into_tensor(), m.into_tensor(), v),
-        };
-        if [
-            p.values_mut().len(),
-            m.values_mut().len(),
-            v.values_mut().len(),
-        ] != [g.len(); 3]
-        {
-            return give_back(p.into_tensor(), m.into_tensor(), v.into_tensor());
+        let tensors = [param, momentum.moment_1, momentum.moment_2];
+        match update_in_place(tensors, grad, self.update(lr, time + 1)) {
+            Ok(updated) => Ok(state(time + 1, updated)),
+            Err(untouched) => Err(state(time, untouched)),
         }
-        let time = time + 1;
-        let update = self.update(lr, time);
-        host_pass_in_place(
-            [p.values_mut(), m.values_mut(), v.values_mut()],
-            [&g],
-            |w, [g]| update(w, g),
-        );
-        let momentum = AdaptiveMomentumState::new(time, m.into_tensor(), v.into_tensor());
-        Ok((p.into_tensor(), Some(AdamState::new(momentum))))
     }
 }
 
@@ -423,48 +401,33 @@ impl HostRmsProp {
     /// The step written over the parameter's and the average's own buffers, when nothing else
     /// shares them (the usual case after the first step); gives everything back untouched
     /// otherwise.
-    // The error gives the caller's own parameter and state back.
-    #[allow(clippy::type_complexity, clippy::result_large_err)]
+    #[allow(clippy::result_large_err)] // the error gives the caller's own tensors back
     fn step_in_place<const D: usize>(
         &self,
         lr: LearningRate,
         param: Tensor<D>,
         grad: &Tensor<D>,
         state: Option<RmsPropState<D>>,
-    ) -> Result<(Tensor<D>, Option<RmsPropState<D>>), (Tensor<D>, Option<RmsPropState<D>>)> {
+    ) -> Result<Stepped<RmsPropState<D>, D>, Stepped<RmsPropState<D>, D>> {
         let Some(state) = state else {
             return Err((param, None));
         };
-        let Some(g) = fused::host_values(grad) else {
+        if state.momentum.is_some() || state.centered.grad_avg.is_some() {
             return Err((param, Some(state)));
-        };
+        }
         let RmsPropState {
             square_avg,
             centered,
-            momentum,
+            ..
         } = state;
-        if momentum.is_some() || centered.grad_avg.is_some() {
-            let state = RmsPropState::new(square_avg, centered, momentum);
-            return Err((param, Some(state)));
-        }
-        // The centred average is the same buffer as the running average.
+        // The centred average is the same buffer as the running average: dropped first, the
+        // running average's buffer is unshared.
         drop(centered);
-        let mut p = match fused::owned_host_values(param) {
-            Ok(p) => p,
-            Err(param) => return Err((param, Some(rmsprop_state(square_avg.square_avg)))),
-        };
-        let mut avg = match fused::owned_host_values(square_avg.square_avg) {
-            Ok(avg) => avg,
-            Err(avg) => return Err((p.into_tensor(), Some(rmsprop_state(avg)))),
-        };
-        if p.values_mut().len() != g.len() || avg.values_mut().len() != g.len() {
-            return Err((p.into_tensor(), Some(rmsprop_state(avg.into_tensor()))));
+        let avg = square_avg.square_avg;
+        match update_in_place([param, avg], grad, self.update(lr, self.alpha)) {
+            Ok([p, avg]) => Ok((p, Some(rmsprop_state(avg)))),
+            Err([p, avg]) => Err((p, Some(rmsprop_state(avg)))),
         }
-        let update = self.update(lr, self.alpha);
-        host_pass_in_place([p.values_mut(), avg.values_mut()], [&g], |w, [g]| {
-            update(w, g)
-        });
-        Ok((p.into_tensor(), Some(rmsprop_state(avg.into_tensor()))))
     }
 }
 
