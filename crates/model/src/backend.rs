@@ -88,7 +88,7 @@ pub fn wgpu_adapters() -> Vec<Device> {
 #[cfg(not(feature = "wgpu"))]
 fn wgpu_device(_index: usize) -> Result<Device, ModelError> {
     Err(ModelError::Backend(
-        "this build has no wgpu backend: rebuild with the `wgpu` feature (it is on by default for the lstm-lm binary)"
+        "this build of lstm-lm has no GPU backend: rebuild it with `--features wgpu` (cargo install --path crates/cli --features wgpu)"
             .into(),
     ))
 }
