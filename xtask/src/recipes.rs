@@ -504,6 +504,7 @@ pub fn run_plan(
         stop,
         progress,
         stop_at_step: None,
+        crash_at_step: None,
     })
     .with_context(|| format!("recipe {}", r.name))?;
     let summary: TrainSummary = match outcome {

@@ -266,6 +266,10 @@ pub struct LoopSettings {
     pub early_stopping: Option<usize>,
     /// Shuffle n-gram examples each epoch. Default true.
     pub shuffle: bool,
+    /// How often to write a checkpoint in the middle of an epoch, besides the one at every
+    /// epoch end: optimizer steps (`500`) or training time (`"10m"`, `"90s"`, `"2h"`); `0` or
+    /// `"off"`: only at epoch ends and on interruption. Default `"10m"`.
+    pub checkpoint_every: CheckpointEvery,
 }
 
 impl Default for LoopSettings {
@@ -277,7 +281,98 @@ impl Default for LoopSettings {
             max_batches: 0,
             early_stopping: None,
             shuffle: true,
+            checkpoint_every: CheckpointEvery::Seconds(600),
         }
+    }
+}
+
+/// How often the training loop writes a checkpoint in the middle of an epoch (see
+/// [`LoopSettings::checkpoint_every`]). In TOML and `config.json`: an integer counts optimizer
+/// steps, a string with an `s`, `m` or `h` suffix a training time; `0` or `"off"` is
+/// [`Never`](Self::Never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointEvery {
+    /// Whenever the run's optimizer step count is a multiple of this (at least 1).
+    Steps(u64),
+    /// When at least this many seconds (at least 1) of training passed since the last
+    /// checkpoint of this process (or its start).
+    Seconds(u64),
+    /// Only at epoch ends and on interruption.
+    Never,
+}
+
+impl CheckpointEvery {
+    /// Parses `500` (steps), `90s`, `10m`, `2h` (training time), `0` or `off` (never).
+    pub fn parse(text: &str) -> Result<Self, TrainError> {
+        let t = text.trim();
+        let bad = || {
+            TrainError::Settings(format!(
+                "train.checkpoint_every = {t:?} is not a step count (500), a time (90s, 10m, 2h) or off"
+            ))
+        };
+        if t.eq_ignore_ascii_case("off") || t.eq_ignore_ascii_case("never") {
+            return Ok(CheckpointEvery::Never);
+        }
+        let (digits, unit) = match t.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], Some(c.to_ascii_lowercase())),
+            _ => (t, None),
+        };
+        let n: u64 = digits.trim().parse().map_err(|_| bad())?;
+        let seconds = |factor: u64| n.checked_mul(factor).ok_or_else(bad);
+        let every = match unit {
+            None => CheckpointEvery::Steps(n),
+            Some('s') => CheckpointEvery::Seconds(n),
+            Some('m') => CheckpointEvery::Seconds(seconds(60)?),
+            Some('h') => CheckpointEvery::Seconds(seconds(3600)?),
+            Some(_) => return Err(bad()),
+        };
+        Ok(match every {
+            CheckpointEvery::Steps(0) | CheckpointEvery::Seconds(0) => CheckpointEvery::Never,
+            e => e,
+        })
+    }
+}
+
+impl std::fmt::Display for CheckpointEvery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            CheckpointEvery::Steps(n) => write!(f, "{n}"),
+            CheckpointEvery::Seconds(s) if s % 3600 == 0 => write!(f, "{}h", s / 3600),
+            CheckpointEvery::Seconds(s) if s % 60 == 0 => write!(f, "{}m", s / 60),
+            CheckpointEvery::Seconds(s) => write!(f, "{s}s"),
+            CheckpointEvery::Never => write!(f, "off"),
+        }
+    }
+}
+
+impl Serialize for CheckpointEvery {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            CheckpointEvery::Steps(n) => serializer.serialize_u64(n),
+            other => serializer.serialize_str(&other.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckpointEvery {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = CheckpointEvery;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a step count (500), a time (\"90s\", \"10m\", \"2h\") or \"off\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                CheckpointEvery::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                CheckpointEvery::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                CheckpointEvery::parse(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -490,6 +585,46 @@ mod tests {
         assert_eq!(t.model.cell, CellKind::Gru);
         assert!(s.set("optim.lrr=0.5").is_err());
         assert!(s.set("no-equals").is_err());
+    }
+
+    #[test]
+    fn checkpoint_every_reads_steps_times_and_off() {
+        use CheckpointEvery::*;
+        let s = TrainSettings::default();
+        assert_eq!(s.train.checkpoint_every, Seconds(600));
+        let cases = [
+            ("500", Steps(500)),
+            ("90s", Seconds(90)),
+            ("10m", Seconds(600)),
+            ("2h", Seconds(7200)),
+            ("0", Never),
+            ("off", Never),
+        ];
+        for (text, want) in cases {
+            let t = s.set(&format!("train.checkpoint_every={text}")).unwrap();
+            assert_eq!(t.train.checkpoint_every, want, "{text}");
+            // Written out and read back (config.json and TOML) it stays the same.
+            let json = serde_json::to_string(&t).unwrap();
+            let back: TrainSettings = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.train.checkpoint_every, want, "{json}");
+            let toml_text = toml::to_string(&t).unwrap();
+            assert_eq!(TrainSettings::from_toml(&toml_text, "t").unwrap(), t);
+        }
+        for bad in ["10x", "m", "-3", "1.5m", "99999999999999999999h"] {
+            let e = s
+                .set(&format!("train.checkpoint_every={bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("checkpoint_every"), "{bad}: {e}");
+        }
+        // A config.json written before the setting existed still loads, with the default.
+        let mut old = serde_json::to_value(&s).unwrap();
+        old["train"]
+            .as_object_mut()
+            .unwrap()
+            .remove("checkpoint_every");
+        let back: TrainSettings = serde_json::from_value(old).unwrap();
+        assert_eq!(back.train.checkpoint_every, Seconds(600));
     }
 
     #[test]

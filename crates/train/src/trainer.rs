@@ -17,7 +17,7 @@ use crate::metrics::{MetricEvent, MetricsFile, Progress, ProgressMode};
 use crate::optim::{build_optimizer, clip_global_norm};
 use crate::run_dir::{DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir, model_bytes};
 use crate::schedule::Schedule;
-use crate::settings::Recipe;
+use crate::settings::{CheckpointEvery, Recipe};
 use crate::{TrainError, TrainSettings};
 
 /// What to train, where, and how to report.
@@ -50,6 +50,10 @@ pub struct TrainOptions {
     /// Behave as if interrupted once this many optimizer steps are done (tests and scripted
     /// runs: the same path as Ctrl-C).
     pub stop_at_step: Option<u64>,
+    /// Behave as if the process were killed once this many optimizer steps are done: return
+    /// an error at once and write nothing more, leaving the run folder as a `SIGKILL` would
+    /// (tests of the periodic checkpoints).
+    pub crash_at_step: Option<u64>,
 }
 
 /// How a run ended.
@@ -205,6 +209,8 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
             || stop_at.is_some_and(|n| step >= n)
     };
+    let checkpoint_every = settings.train.checkpoint_every;
+    let mut last_checkpoint = Instant::now();
 
     while st.epochs_done < settings.train.epochs {
         let epoch = st.epochs_done + 1;
@@ -227,7 +233,16 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             .batches(d.batch_size, width, shuffle)
             .skip(st.batches_done)
             .take(per_epoch - st.batches_done);
+        // Time spent writing mid-epoch checkpoints, kept out of `train_s`.
+        let mut checkpoint_s = 0.0f64;
         for batch in batches {
+            if opts.crash_at_step.is_some_and(|n| st.global_step >= n) {
+                progress.finish();
+                return Err(TrainError::RunDir(format!(
+                    "simulated crash at step {} (TrainOptions::crash_at_step)",
+                    st.global_step
+                )));
+            }
             if stop_requested(st.global_step) {
                 progress.finish();
                 st.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
@@ -322,8 +337,22 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
                 window_tokens = 0;
                 window_start = Instant::now();
             }
+            // Periodic checkpoint in the middle of the epoch (the epoch's last batch is followed
+            // by the end-of-epoch checkpoint anyway): the same content the Ctrl-C path saves.
+            let due = match checkpoint_every {
+                CheckpointEvery::Steps(n) => st.global_step.is_multiple_of(n),
+                CheckpointEvery::Seconds(s) => last_checkpoint.elapsed().as_secs() >= s,
+                CheckpointEvery::Never => false,
+            };
+            if due && st.batches_done < per_epoch {
+                let t = Instant::now();
+                st.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+                Checkpoint::save_atomic(&run, &model, &optimizer, &st, carried.as_ref())?;
+                checkpoint_s += t.elapsed().as_secs_f64();
+                last_checkpoint = Instant::now();
+            }
         }
-        train_s += epoch_start.elapsed().as_secs_f64();
+        train_s += epoch_start.elapsed().as_secs_f64() - checkpoint_s;
         progress.finish();
 
         // End of epoch: validate, keep the best model, checkpoint.
@@ -400,6 +429,7 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             );
         }
         Checkpoint::save_atomic(&run, &model, &optimizer, &st, None)?;
+        last_checkpoint = Instant::now();
         if let Some(patience) = settings.train.early_stopping
             && valid.is_some()
             && st.epochs_without_improvement >= patience

@@ -32,6 +32,7 @@ fn run(settings: &TrainSettings, data: &DataFiles, out: &Path, devices: usize) {
         stop: None,
         progress: ProgressMode::Quiet,
         stop_at_step: None,
+        crash_at_step: None,
     })
     .unwrap();
     assert!(matches!(outcome, TrainOutcome::Finished(_)));
@@ -222,6 +223,7 @@ fn two_device_run_resumes_exactly() {
         stop: None,
         progress: ProgressMode::Quiet,
         stop_at_step: (!resume).then_some(3),
+        crash_at_step: None,
     };
     assert!(matches!(
         train(options(false)).unwrap(),
@@ -254,6 +256,7 @@ fn more_devices_than_sequences_is_refused_before_anything_is_written() {
         stop: None,
         progress: ProgressMode::Quiet,
         stop_at_step: None,
+        crash_at_step: None,
     })
     .unwrap_err();
     assert!(matches!(err, TrainError::Settings(_)), "{err}");

@@ -31,6 +31,7 @@ fn options(settings: TrainSettings, data: DataFiles, out: &Path, device: Device)
         stop: None,
         progress: ProgressMode::Quiet,
         stop_at_step: None,
+        crash_at_step: None,
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, bail};
 use clap::Args;
-use lstm_lm_train::settings::TrainSettings;
+use lstm_lm_train::settings::{CheckpointEvery, TrainSettings};
 use lstm_lm_train::{
     DataFiles, LoadedRun, ProgressMode, SamplingConfig, TrainOptions, TrainOutcome, train,
 };
@@ -96,6 +96,11 @@ pub struct TrainArgs {
     /// Stop after this many epochs without validation improvement.
     #[arg(long)]
     pub early_stopping: Option<usize>,
+    /// Also write a checkpoint in the middle of an epoch every N optimizer steps (500) or
+    /// every so much training time (90s, 10m, 2h); off: only at epoch ends and on Ctrl-C.
+    /// [default: 10m]
+    #[arg(long, value_name = "N|TIME")]
+    pub checkpoint_every: Option<String>,
     /// Split a single --data file into train/valid/test by these fractions, e.g. 0.9,0.05,0.05.
     #[arg(long, value_delimiter = ',', num_args = 3)]
     pub split: Option<Vec<f64>>,
@@ -168,6 +173,11 @@ impl TrainArgs {
             "train.early_stopping",
             self.early_stopping.map(|v| v.to_string()),
         );
+        if let Some(text) = &self.checkpoint_every {
+            let every = CheckpointEvery::parse(text)
+                .map_err(|e| anyhow::anyhow!("--checkpoint-every: {e}"))?;
+            put("train.checkpoint_every", Some(every.to_string()));
+        }
         put(
             "data.split",
             self.split.as_ref().map(|v| {
@@ -206,7 +216,8 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             || !args.set.is_empty()
             || args.valid.is_some()
             || args.test.is_some()
-            || args.split.is_some();
+            || args.split.is_some()
+            || args.checkpoint_every.is_some();
         if ignored || !args.data.is_empty() {
             bail!(
                 "--resume continues a run with its own settings and data: drop the other settings flags (only --epochs may change)"
@@ -259,6 +270,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         stop: Some(stop),
         progress,
         stop_at_step: None,
+        crash_at_step: None,
     })?;
     match outcome {
         TrainOutcome::Interrupted { checkpoint } => {
