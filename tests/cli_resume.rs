@@ -103,3 +103,113 @@ fn checkpoint_every_flag_is_recorded_and_checked() {
     }
     assert!(!dir.join("run-bad").exists());
 }
+
+fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+fn resume(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--resume",
+        "run",
+        "--quiet",
+        "--sample-tokens",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    lstm_lm(&args, dir)
+}
+
+/// A trained run in `dir/run` (2 epochs).
+fn trained(dir: &Path) {
+    std::fs::write(dir.join("corpus.txt"), CORPUS).unwrap();
+    let o = lstm_lm(&train_args("run", &[]), dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// A run killed before its first checkpoint holds only `config.json` and `tokenizer.json`:
+/// `--resume` says so in one line and trains it from the beginning.
+#[test]
+fn resume_of_a_run_without_checkpoint_starts_it_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trained(dir);
+    let run = dir.join("run");
+    for name in ["checkpoint.json", "model.bpk", "metrics.jsonl"] {
+        std::fs::remove_file(run.join(name)).unwrap();
+    }
+    std::fs::remove_dir_all(run.join("checkpoints")).unwrap();
+    let o = resume(dir, &[]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("no checkpoint yet"), "{err}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("trained 2 epochs"), "{out}");
+    assert!(run.join("checkpoint.json").exists());
+}
+
+/// An edited `config.json` is checked before training: one line naming the file.
+#[test]
+fn resume_with_an_invalid_config_json_is_a_clean_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trained(dir);
+    edit_json(&dir.join("run/config.json"), |v| {
+        v["settings"]["train"]["log_interval"] = 0.into()
+    });
+    assert_clean_error(
+        &resume(dir, &["--epochs", "3"]),
+        &["config.json", "log_interval"],
+    );
+}
+
+#[test]
+fn resume_with_epochs_0_is_a_clean_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trained(dir);
+    assert_clean_error(&resume(dir, &["--epochs", "0"]), &["--epochs"]);
+}
+
+/// A data file edited since the run started is refused, naming it and the flag that accepts
+/// it; with the flag the run continues.
+#[test]
+fn changed_data_needs_accept_changed_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trained(dir);
+    std::fs::write(dir.join("corpus.txt"), CORPUS.replace("dusk", "dawn")).unwrap();
+    assert_clean_error(
+        &resume(dir, &["--epochs", "3"]),
+        &["corpus.txt", "--accept-changed-data"],
+    );
+    let o = resume(dir, &["--epochs", "3", "--accept-changed-data"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = resume(dir, &["--epochs", "4"]);
+    assert!(o.status.success(), "accepted once: {}", stderr(&o));
+}
+
+/// Checkpoint files written by a newer lstm-lm are refused in one line naming the file.
+#[test]
+fn newer_checkpoint_files_are_clean_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trained(dir);
+    let pointer = dir.join("run/checkpoint.json");
+    let latest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&pointer).unwrap()).unwrap();
+    let trainer = dir
+        .join("run")
+        .join(latest["latest"].as_str().unwrap())
+        .join("trainer.json");
+    edit_json(&trainer, |v| v["version"] = 99.into());
+    assert_clean_error(
+        &resume(dir, &["--epochs", "3"]),
+        &["trainer.json", "version 99"],
+    );
+}

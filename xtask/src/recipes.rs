@@ -155,6 +155,10 @@ pub struct TrainArgs {
     /// then evaluate and write summary.json as a fresh run does.
     #[arg(long)]
     pub resume: bool,
+    /// With --resume: train on data files that changed since the run started; the epoch in
+    /// progress restarts from its first batch.
+    #[arg(long, requires = "resume")]
+    pub accept_changed_data: bool,
     /// Data folder; the dataset goes to DATA_DIR/DATASET [default: data/ in the project root].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -501,6 +505,7 @@ pub fn run_plan(
         extra_devices: Vec::new(),
         resume: args.resume,
         epochs_override: if args.resume { args.epochs } else { None },
+        accept_changed_data: args.accept_changed_data,
         stop,
         progress,
         stop_at_step: None,

@@ -26,14 +26,20 @@ pub mod settings;
 mod trainer;
 
 pub use atomic::write_atomic;
-pub use checkpoint::{Checkpoint, LoadedCheckpoint, TrainerState};
+pub use checkpoint::{
+    Checkpoint, LoadedCheckpoint, POINTER_FORMAT, POINTER_FORMAT_VERSION, STATE_FORMAT,
+    STATE_FORMAT_VERSION, TRAINER_FORMAT, TRAINER_FORMAT_VERSION, TrainerState,
+};
 pub use device::{on_pool, setup_device, setup_threads};
 pub use error::TrainError;
 pub use evaluate::{EvalResult, evaluate};
 pub use generate::{Generator, SamplingConfig, score_ids};
-pub use metrics::{MetricEvent, MetricsFile, ProgressMode, read_events};
+pub use metrics::{
+    METRICS_FORMAT, METRICS_FORMAT_VERSION, MetricEvent, MetricsFile, ProgressMode, read_events,
+};
 pub use run_dir::{
-    DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir, load_weights, model_bytes,
+    DataFileDigest, DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir,
+    changed_data_files, load_weights, model_bytes,
 };
 pub use session::{LoadedRun, TextScore};
 pub use settings::TrainSettings;

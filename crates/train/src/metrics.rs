@@ -1,4 +1,8 @@
 //! Metrics: `metrics.jsonl` in the run folder, and progress on the terminal.
+//!
+//! `metrics.jsonl` starts with a header line `{"format":"lstm-lm-metrics","version":1}`; every
+//! further line is one [`MetricEvent`]. Files written before the header existed have none and
+//! read as version 0 (the same events).
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -8,6 +12,23 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
+
+/// Format tag of `metrics.jsonl` (its first line).
+pub const METRICS_FORMAT: &str = "lstm-lm-metrics";
+/// Current version of `metrics.jsonl`.
+pub const METRICS_FORMAT_VERSION: u32 = 1;
+
+/// The first line of `metrics.jsonl`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    format: String,
+    version: u32,
+}
+
+fn header_line() -> String {
+    format!("{{\"format\":\"{METRICS_FORMAT}\",\"version\":{METRICS_FORMAT_VERSION}}}\n")
+}
 
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,22 +110,24 @@ pub struct MetricsFile {
 }
 
 impl MetricsFile {
-    /// Opens for appending. On resume, `keep_up_to_step` drops lines written after the
-    /// checkpoint, so the file reads as if the run had never stopped.
+    /// Opens for appending, writing the header line into a new or empty file. On resume,
+    /// `keep_up_to_step` drops lines written after the checkpoint, so the file reads as if the
+    /// run had never stopped (and gains the header if it had none).
     pub fn open(path: &Path, keep_up_to_step: Option<u64>) -> Result<Self, TrainError> {
+        let empty = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
         if let Some(step) = keep_up_to_step
-            && path.exists()
+            && !empty
         {
-            let kept: Vec<String> = read_events(path)?
-                .into_iter()
-                .filter(|e| e.step() <= step)
-                .filter_map(|e| serde_json::to_string(&e).ok())
-                .collect();
-            let mut text = kept.join("\n");
-            if !text.is_empty() {
+            let mut text = header_line();
+            for event in read_events(path)?.into_iter().filter(|e| e.step() <= step) {
+                let line = serde_json::to_string(&event)
+                    .map_err(|e| TrainError::RunDir(format!("cannot serialize a metric: {e}")))?;
+                text.push_str(&line);
                 text.push('\n');
             }
             crate::atomic::write_atomic(path, text.as_bytes())?;
+        } else if empty {
+            crate::atomic::write_atomic(path, header_line().as_bytes())?;
         }
         let file = OpenOptions::new()
             .create(true)
@@ -129,13 +152,26 @@ impl MetricsFile {
     }
 }
 
-/// Reads every event of a `metrics.jsonl`.
+/// Reads every event of a `metrics.jsonl`, checking its header line (a file without one was
+/// written before headers existed and reads as version 0).
 pub fn read_events(path: &Path) -> Result<Vec<MetricEvent>, TrainError> {
     let file = File::open(path).map_err(|e| TrainError::io(path, e))?;
     let mut out = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| TrainError::io(path, e))?;
         if line.trim().is_empty() {
+            continue;
+        }
+        if i == 0
+            && let Ok(header) = serde_json::from_str::<Header>(&line)
+        {
+            crate::run_dir::check_format(
+                path,
+                &header.format,
+                header.version,
+                METRICS_FORMAT,
+                METRICS_FORMAT_VERSION,
+            )?;
             continue;
         }
         out.push(serde_json::from_str(&line).map_err(|e| {
@@ -224,6 +260,80 @@ impl Progress {
     pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch(step: u64) -> MetricEvent {
+        MetricEvent::Epoch {
+            epoch: 1,
+            step,
+            train_loss: 1.5,
+            valid_loss: None,
+            valid_ppl: None,
+            valid_accuracy: None,
+            lr: 0.1,
+            elapsed_s: 2.0,
+            best: true,
+        }
+    }
+
+    #[test]
+    fn a_new_file_starts_with_the_format_header_and_keeps_it_on_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut m = MetricsFile::open(&path, None).unwrap();
+        m.write(&epoch(3)).unwrap();
+        m.write(&epoch(6)).unwrap();
+        drop(m);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines().next().unwrap(),
+            r#"{"format":"lstm-lm-metrics","version":1}"#
+        );
+        assert_eq!(read_events(&path).unwrap(), vec![epoch(3), epoch(6)]);
+        // Resuming from step 3 drops the later line and keeps the header.
+        drop(MetricsFile::open(&path, Some(3)).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.starts_with(r#"{"format":"lstm-lm-metrics""#), "{text}");
+        assert_eq!(read_events(&path).unwrap(), vec![epoch(3)]);
+    }
+
+    #[test]
+    fn files_without_a_header_read_as_version_0_and_gain_one_on_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let line = serde_json::to_string(&epoch(3)).unwrap();
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        assert_eq!(read_events(&path).unwrap(), vec![epoch(3)]);
+        drop(MetricsFile::open(&path, Some(3)).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, format!("{}{line}\n", header_line()));
+    }
+
+    #[test]
+    fn a_newer_or_foreign_header_is_a_one_line_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        for (header, needle) in [
+            (
+                r#"{"format":"lstm-lm-metrics","version":2}"#,
+                "newer lstm-lm",
+            ),
+            (
+                r#"{"format":"something-else","version":1}"#,
+                "'something-else'",
+            ),
+        ] {
+            std::fs::write(&path, format!("{header}\n")).unwrap();
+            let e = read_events(&path).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains("metrics.jsonl"), "{e}");
+            assert_eq!(e.lines().count(), 1);
         }
     }
 }

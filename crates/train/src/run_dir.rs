@@ -1,15 +1,20 @@
 //! The run folder: everything needed to rebuild, resume and use a trained model.
 //!
 //! ```text
-//! RUN/config.json        RunConfig: settings, model config, data files, format version
+//! RUN/config.json        RunConfig: settings, model config, data files with their sizes and
+//!                        SHA-256, format tag and version
 //! RUN/tokenizer.json     the fitted tokenizer (Hugging Face format)
 //! RUN/model.bpk          weights of the best model so far (burnpack)
-//! RUN/metrics.jsonl      one JSON object per log line, epoch and test evaluation
-//! RUN/checkpoint.json    names the newest complete checkpoint folder
-//! RUN/checkpoints/step-N/{model.bpk, optimizer.bpk, trainer.json, state.bin}
+//! RUN/metrics.jsonl      a format header line, then one JSON object per log line, epoch and
+//!                        test evaluation
+//! RUN/checkpoint.json    names the newest complete checkpoint folder (format tag, version)
+//! RUN/checkpoints/step-N/{model.bpk, optimizer.bpk, trainer.json, state.safetensors}
 //! ```
 //! Every file is written atomically; a checkpoint folder is complete before
 //! `checkpoint.json` is switched to it, so a crash leaves the previous checkpoint usable.
+//! Every file carries a format name and version, checked on load (burnpack and the Hugging
+//! Face tokenizer format carry their own).
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -18,14 +23,17 @@ use burn::tensor::{Bytes, Device};
 use lstm_lm_model::{LanguageModel, LanguageModelConfig};
 use lstm_lm_text_prep::TextTokenizer;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::atomic::write_atomic;
 use crate::{TrainError, TrainSettings};
 
 /// The format tag written into every `config.json`.
 pub const RUN_FORMAT: &str = "lstm-lm-run";
-/// The current run-folder format version.
-pub const RUN_FORMAT_VERSION: u32 = 1;
+/// The current run-folder format version. Version 2 added the data files' digests, the
+/// `train.checkpoint_every` setting and tagged checkpoint files (`state.safetensors`); version 1
+/// folders still load.
+pub const RUN_FORMAT_VERSION: u32 = 2;
 
 /// `config.json`: enough to rebuild the tokenizer pipeline and the model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,8 +50,53 @@ pub struct RunConfig {
     pub ngram_width: Option<usize>,
     /// Training data files as given.
     pub data: DataFiles,
+    /// Size and SHA-256 of every data file when the run started (or last accepted a change);
+    /// empty in runs written before they were recorded.
+    #[serde(default)]
+    pub data_digests: Vec<DataFileDigest>,
     /// The backend the run trained on.
     pub backend: String,
+}
+
+/// Size and content hash of one data file, as recorded in `config.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFileDigest {
+    /// The file, as given.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of its content, lowercase hex.
+    pub sha256: String,
+}
+
+impl DataFileDigest {
+    /// Reads `path` and hashes it.
+    pub fn of_file(path: &Path) -> Result<Self, TrainError> {
+        let mut file = std::fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut bytes = 0u64;
+        loop {
+            let n = match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(TrainError::io(path, e)),
+            };
+            hasher.update(&buffer[..n]);
+            bytes += n as u64;
+        }
+        let sha256 = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(DataFileDigest {
+            path: path.to_path_buf(),
+            bytes,
+            sha256,
+        })
+    }
 }
 
 /// The data files a run was trained on.
@@ -55,6 +108,72 @@ pub struct DataFiles {
     pub valid: Option<PathBuf>,
     /// Test text, if any.
     pub test: Option<PathBuf>,
+}
+
+impl DataFiles {
+    /// Every file: training files first, then validation and test; each once.
+    pub fn all(&self) -> Vec<&Path> {
+        let mut out: Vec<&Path> = Vec::new();
+        let rest = self.valid.iter().chain(self.test.iter());
+        for p in self.train.iter().chain(rest) {
+            if !out.contains(&p.as_path()) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// The size and SHA-256 of every file, in the order of [`all`](Self::all).
+    pub fn digests(&self) -> Result<Vec<DataFileDigest>, TrainError> {
+        self.all()
+            .into_iter()
+            .map(DataFileDigest::of_file)
+            .collect()
+    }
+}
+
+/// The recorded files whose size or content differs from `now` (a file missing from `now`
+/// counts as changed), with what differs.
+pub fn changed_data_files(recorded: &[DataFileDigest], now: &[DataFileDigest]) -> Vec<String> {
+    recorded
+        .iter()
+        .filter_map(|r| {
+            let why = match now.iter().find(|n| n.path == r.path) {
+                None => "is no longer among the run's files".to_string(),
+                Some(n) if n.bytes != r.bytes => {
+                    format!("is now {} bytes, was {}", n.bytes, r.bytes)
+                }
+                Some(n) if n.sha256 != r.sha256 => "has a different content (SHA-256)".into(),
+                Some(_) => return None,
+            };
+            Some(format!("\"{}\" {why}", r.path.display()))
+        })
+        .collect()
+}
+
+/// Checks a file's format tag and version: `format` must be `expected` and `version` at most
+/// `current`. A file without a tag (empty `format`, version 0) was written before tags existed
+/// and is accepted as version 0.
+pub(crate) fn check_format(
+    path: &Path,
+    format: &str,
+    version: u32,
+    expected: &str,
+    current: u32,
+) -> Result<(), TrainError> {
+    let untagged = format.is_empty() && version == 0;
+    if untagged || (format == expected && version <= current) {
+        return Ok(());
+    }
+    Err(TrainError::RunDir(format!(
+        "\"{}\" is format '{format}' version {version}, this lstm-lm reads '{expected}' up to version {current}: {}",
+        path.display(),
+        if format == expected {
+            "it was written by a newer lstm-lm; use that version"
+        } else {
+            "it is not this kind of lstm-lm file; restore it"
+        }
+    )))
 }
 
 /// Paths inside a run folder.
@@ -132,14 +251,20 @@ impl RunDir {
                 path.display()
             ))
         })?;
-        if config.format != RUN_FORMAT || config.version > RUN_FORMAT_VERSION {
+        if config.format.is_empty() {
+            // config.json has always been tagged: an empty tag is damage, not an old file.
             return Err(TrainError::RunDir(format!(
-                "\"{}\" is format '{}' version {}, this lstm-lm reads '{RUN_FORMAT}' up to version {RUN_FORMAT_VERSION}",
-                path.display(),
-                config.format,
-                config.version
+                "\"{}\" has no format tag: restore it or train again",
+                path.display()
             )));
         }
+        check_format(
+            &path,
+            &config.format,
+            config.version,
+            RUN_FORMAT,
+            RUN_FORMAT_VERSION,
+        )?;
         Ok(config)
     }
 

@@ -15,7 +15,9 @@ use crate::evaluate::{EvalResult, evaluate};
 use crate::loss::projected_cross_entropy;
 use crate::metrics::{MetricEvent, MetricsFile, Progress, ProgressMode};
 use crate::optim::{build_optimizer, clip_global_norm};
-use crate::run_dir::{DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir, model_bytes};
+use crate::run_dir::{
+    DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir, changed_data_files, model_bytes,
+};
 use crate::schedule::Schedule;
 use crate::settings::{CheckpointEvery, Recipe};
 use crate::{TrainError, TrainSettings};
@@ -43,6 +45,10 @@ pub struct TrainOptions {
     pub resume: bool,
     /// On resume, train up to this many epochs instead of the saved setting.
     pub epochs_override: Option<usize>,
+    /// On resume, accept data files whose size or content changed since the run started (or
+    /// a checkpoint that no longer fits the data): the epoch in progress restarts from its
+    /// first batch without the carried state, and `config.json` records the new digests.
+    pub accept_changed_data: bool,
     /// Set from another thread (Ctrl-C) to save a checkpoint and stop.
     pub stop: Option<Arc<AtomicBool>>,
     /// Progress display.
@@ -111,10 +117,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
 fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let run = RunDir::new(&opts.out);
     let (config, tokenizer, fresh) = if opts.resume {
-        let mut config = run.load_config()?;
-        if let Some(e) = opts.epochs_override {
-            config.settings.train.epochs = e;
-        }
+        let config = load_config_for_resume(&run, opts.epochs_override)?;
         let tokenizer = run.load_tokenizer(&config)?;
         (config, tokenizer, false)
     } else {
@@ -135,6 +138,7 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             model,
             ngram_width: None,
             data: opts.data.clone(),
+            data_digests: Vec::new(),
             backend: opts.backend.to_string(),
         };
         (config, tokenizer, true)
@@ -147,10 +151,30 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             n_devices, n_devices, settings.data.batch_size
         )));
     }
+    // A resumed run continues from its checkpoint; one killed before its first checkpoint
+    // starts again from the beginning with its saved settings and tokenizer.
+    let from_checkpoint = !fresh && Checkpoint::latest(&run)?.is_some();
+    if !fresh && !from_checkpoint {
+        eprintln!(
+            "\"{}\" has no checkpoint yet (it stopped before its first one): starting it again from the beginning with its saved settings",
+            run.root().display()
+        );
+    }
     let texts = data::load_texts(&settings.data, &config.data)?;
+    let digests = config.data.digests()?;
+    // On resume, the data must be what the run trained on so far.
+    let changed = changed_data_files(&config.data_digests, &digests);
+    if !changed.is_empty() && !opts.accept_changed_data {
+        return Err(TrainError::Data(format!(
+            "the data changed since the run started: {}: restore it, or pass --accept-changed-data to train on the new content (the current epoch restarts)",
+            changed.join("; ")
+        )));
+    }
     let prepared = data::prepare(&settings.data, &tokenizer, &texts)?;
     let mut config = config;
     config.ngram_width = prepared.ngram_width;
+    let digests_changed = config.data_digests != digests;
+    config.data_digests = digests;
     if fresh {
         run.create()?;
         run.save_tokenizer(&tokenizer)?;
@@ -165,14 +189,13 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let seed = settings.train.seed;
     device.seed(seed);
     let mut optimizer = build_optimizer(&settings.optim);
-    let (mut model, mut st, mut carried) = if fresh {
-        (config.model.init(&device)?, TrainerState::default(), None)
-    } else {
+    let (mut model, mut st, mut carried) = if from_checkpoint {
         let ck = Checkpoint::load(&run, &config.model, &device)?;
         optimizer = Checkpoint::restore_optimizer(optimizer, ck.optimizer)?;
         (ck.model, ck.trainer, ck.carried)
+    } else {
+        (config.model.init(&device)?, TrainerState::default(), None)
     };
-    let mut metrics = MetricsFile::open(&run.metrics_path(), (!fresh).then_some(st.global_step))?;
 
     let schedule = Schedule::new(settings.schedule.clone(), settings.optim.lr);
     let d = &settings.data;
@@ -192,6 +215,54 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             }
         )));
     }
+    if from_checkpoint {
+        // Where the checkpoint stands must still fit the data and the settings.
+        let mut restart = Vec::new();
+        if !changed.is_empty() {
+            restart.push("the data changed".to_string());
+        }
+        if st.batches_done > per_epoch {
+            restart.push(format!(
+                "the checkpoint is at batch {} of epoch {} but an epoch now has {per_epoch} batches",
+                st.batches_done,
+                st.epochs_done + 1
+            ));
+        }
+        if let Some(state) = &carried
+            && state.batch_size() != d.batch_size
+        {
+            restart.push(format!(
+                "the checkpoint carries the state of {} sequences but data.batch_size is {}",
+                state.batch_size(),
+                d.batch_size
+            ));
+        }
+        if !restart.is_empty() && !opts.accept_changed_data {
+            return Err(TrainError::RunDir(format!(
+                "{}: restore the data and \"{}\", or pass --accept-changed-data to restart the epoch",
+                restart.join("; "),
+                run.config_path().display()
+            )));
+        }
+        if !restart.is_empty() && (st.batches_done > 0 || carried.is_some()) {
+            eprintln!(
+                "{}: epoch {} restarts from its first batch",
+                restart.join("; "),
+                st.epochs_done + 1
+            );
+            st.batches_done = 0;
+            st.epoch_loss_sum = 0.0;
+            st.epoch_tokens = 0;
+            carried = None;
+            // The restart is on disk before config.json accepts the new data, so a crash in
+            // between asks for --accept-changed-data again rather than resuming mid-epoch.
+            Checkpoint::save_atomic(&run, &model, &optimizer, &st, None)?;
+        }
+    }
+    if !fresh && digests_changed {
+        run.save_config(&config)?;
+    }
+    let mut metrics = MetricsFile::open(&run.metrics_path(), (!fresh).then_some(st.global_step))?;
     let total_steps = (per_epoch * settings.train.epochs) as u64;
     let pad = tokenizer.pad_id();
     let started = Instant::now();
@@ -232,7 +303,7 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             .train
             .batches(d.batch_size, width, shuffle)
             .skip(st.batches_done)
-            .take(per_epoch - st.batches_done);
+            .take(per_epoch.saturating_sub(st.batches_done));
         // Time spent writing mid-epoch checkpoints, kept out of `train_s`.
         let mut checkpoint_s = 0.0f64;
         for batch in batches {
@@ -476,6 +547,40 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         train_tokens,
         train_s,
     }))
+}
+
+/// The run's `config.json` for a resume, its settings validated (an edited file must not reach
+/// the loop), with the epoch count of `--epochs` when given.
+fn load_config_for_resume(
+    run: &RunDir,
+    epochs_override: Option<usize>,
+) -> Result<RunConfig, TrainError> {
+    let mut config = run.load_config()?;
+    let path = run.config_path();
+    let invalid = |e: String| {
+        TrainError::RunDir(format!(
+            "\"{}\": {e}: fix the file or restore it",
+            path.display()
+        ))
+    };
+    config
+        .settings
+        .validate()
+        .map_err(|e| invalid(e.to_string()))?;
+    config
+        .model
+        .validate()
+        .map_err(|e| invalid(e.to_string()))?;
+    if let Some(epochs) = epochs_override {
+        if epochs == 0 {
+            return Err(TrainError::Settings(
+                "--epochs must be at least 1 (on --resume: the run's total number of epochs)"
+                    .into(),
+            ));
+        }
+        config.settings.train.epochs = epochs;
+    }
+    Ok(config)
 }
 
 fn capped(n: usize, max: usize) -> usize {

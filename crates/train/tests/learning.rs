@@ -28,6 +28,7 @@ fn options(settings: TrainSettings, data: DataFiles, out: &Path, device: Device)
         extra_devices: Vec::new(),
         resume: false,
         epochs_override: None,
+        accept_changed_data: false,
         stop: None,
         progress: ProgressMode::Quiet,
         stop_at_step: None,

@@ -28,6 +28,7 @@ fn options(settings: &TrainSettings, data: &DataFiles, out: &Path) -> TrainOptio
         extra_devices: Vec::new(),
         resume: false,
         epochs_override: None,
+        accept_changed_data: false,
         stop: None,
         progress: ProgressMode::Quiet,
         stop_at_step: None,
@@ -219,4 +220,274 @@ fn checkpoint_every_is_recorded_in_config_json() {
         json["settings"]["train"]["checkpoint_every"], "10m",
         "{text}"
     );
+}
+
+fn interrupted(outcome: TrainOutcome) -> PathBuf {
+    match outcome {
+        TrainOutcome::Interrupted { checkpoint } => checkpoint,
+        TrainOutcome::Finished(_) => panic!("expected an interruption"),
+    }
+}
+
+/// A stream run stopped (as Ctrl-C does) after `step` steps, in `tmp/run`.
+fn stopped_run(tmp: &Path, s: &TrainSettings, step: u64) -> (DataFiles, PathBuf) {
+    let data = write_data(&tmp.join("data"));
+    let out = tmp.join("run");
+    let mut o = options(s, &data, &out);
+    o.stop_at_step = Some(step);
+    interrupted(train(o).unwrap());
+    (data, out)
+}
+
+fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+fn error_of(o: TrainOptions) -> String {
+    let e = train(o).expect_err("the resume is refused").to_string();
+    assert_eq!(e.lines().count(), 1, "not one line: {e}");
+    e
+}
+
+/// Killed before its first checkpoint, a run has `config.json` but no `checkpoint.json`:
+/// `--resume` starts it again with its saved settings, and it ends as a run that never stopped.
+#[test]
+fn run_killed_before_its_first_checkpoint_starts_again_on_resume() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_data(&tmp.path().join("data"));
+    let s = settings(Recipe::Stream);
+    let whole = tmp.path().join("whole");
+    finished(train(options(&s, &data, &whole)).unwrap());
+
+    let killed = tmp.path().join("killed");
+    let mut first = options(&s, &data, &killed);
+    first.crash_at_step = Some(2);
+    assert!(train(first).is_err());
+    assert!(killed.join("config.json").exists());
+    assert!(!killed.join("checkpoint.json").exists());
+    finished(train(resume_options(&killed)).unwrap());
+    assert_eq!(epoch_losses(&whole), epoch_losses(&killed));
+    assert!(weights(&whole) == weights(&killed), "final weights differ");
+}
+
+/// An edited `config.json` (here `log_interval = 0`, a division by zero in the loop) and an
+/// `--epochs 0` are one-line errors, not panics.
+#[test]
+fn resume_validates_the_saved_settings_and_the_epochs_override() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, out) = stopped_run(tmp.path(), &settings(Recipe::Stream), 3);
+    let config = out.join("config.json");
+    let saved = std::fs::read_to_string(&config).unwrap();
+    edit_json(&config, |v| {
+        v["settings"]["train"]["log_interval"] = 0.into()
+    });
+    let e = error_of(resume_options(&out));
+    assert!(
+        e.contains("config.json") && e.contains("log_interval"),
+        "{e}"
+    );
+    edit_json(&config, |v| {
+        v["settings"]["model"]["hidden_size"] = 0.into()
+    });
+    let e = error_of(resume_options(&out));
+    assert!(e.contains("config.json"), "{e}");
+
+    std::fs::write(&config, saved).unwrap();
+    let mut o = resume_options(&out);
+    o.epochs_override = Some(0);
+    let e = error_of(o);
+    assert!(e.contains("--epochs"), "{e}");
+    finished(train(resume_options(&out)).unwrap());
+}
+
+/// A training file changed after the run started: resuming is refused, naming the file and
+/// the flag; with the flag the epoch in progress restarts without the carried state and
+/// `config.json` records the new digest.
+#[test]
+fn changed_data_is_refused_and_accepted_with_the_flag() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = stopped_run(tmp.path(), &settings(Recipe::Stream), 3);
+    let config = RunDir::new(&out).load_config().unwrap();
+    assert_eq!(config.data_digests.len(), 2, "train and valid recorded");
+    let train_file = &data.train[0];
+    assert_eq!(
+        config.data_digests[0].bytes,
+        std::fs::metadata(train_file).unwrap().len()
+    );
+    assert_eq!(config.data_digests[0].sha256.len(), 64);
+
+    // Same size, other content: only the hash can tell.
+    let text = std::fs::read_to_string(train_file).unwrap();
+    std::fs::write(train_file, text.replace("w1 ", "w2 ")).unwrap();
+    let e = error_of(resume_options(&out));
+    assert!(
+        e.contains("train.txt") && e.contains("--accept-changed-data"),
+        "{e}"
+    );
+
+    let mut o = resume_options(&out);
+    o.accept_changed_data = true;
+    o.stop_at_step = Some(3);
+    interrupted(train(o).unwrap());
+    let run = RunDir::new(&out);
+    let config = run.load_config().unwrap();
+    let ck = Checkpoint::load(&run, &config.model, &Device::flex().autodiff()).unwrap();
+    assert_eq!(
+        (ck.trainer.global_step, ck.trainer.batches_done),
+        (3, 0),
+        "the epoch restarts"
+    );
+    assert!(ck.carried.is_none());
+    let now = lstm_lm_train::DataFileDigest::of_file(train_file).unwrap();
+    assert_eq!(config.data_digests[0], now);
+    // Accepted once, the run resumes without the flag.
+    finished(train(resume_options(&out)).unwrap());
+}
+
+/// A checkpoint further into its epoch than an epoch now lasts (`per_epoch - batches_done`
+/// once underflowed) and a carried state of another batch size (once a panic in burn) are
+/// errors; `--accept-changed-data` restarts the epoch instead.
+#[test]
+fn a_checkpoint_that_no_longer_fits_is_an_error_or_an_epoch_restart() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, out) = stopped_run(tmp.path(), &settings(Recipe::Stream), 4);
+    let config = out.join("config.json");
+    edit_json(&config, |v| {
+        v["settings"]["train"]["max_batches"] = 2.into()
+    });
+    let e = error_of(resume_options(&out));
+    assert!(
+        e.contains("batch 4 of epoch 1") && e.contains("--accept-changed-data"),
+        "{e}"
+    );
+    edit_json(&config, |v| {
+        v["settings"]["train"]["max_batches"] = 5.into();
+        v["settings"]["data"]["batch_size"] = 3.into();
+    });
+    let e = error_of(resume_options(&out));
+    assert!(
+        e.contains("state of 4 sequences") && e.contains("data.batch_size is 3"),
+        "{e}"
+    );
+    let mut o = resume_options(&out);
+    o.accept_changed_data = true;
+    finished(train(o).unwrap());
+}
+
+/// `trainer.json`, `checkpoint.json` and `state.safetensors` carry a format tag and version;
+/// a newer version or a foreign tag is a one-line error naming the file.
+#[test]
+fn checkpoint_files_carry_a_format_and_newer_versions_are_refused() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, out) = stopped_run(tmp.path(), &settings(Recipe::Stream), 3);
+    let ck = latest_checkpoint(&out);
+    let names: Vec<String> = std::fs::read_dir(&ck)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.contains(&"state.safetensors".to_string()),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"state.bin".to_string()), "{names:?}");
+    let json = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let trainer = ck.join("trainer.json");
+    let pointer = out.join("checkpoint.json");
+    assert_eq!(json(&trainer)["format"], "lstm-lm-trainer");
+    assert_eq!(json(&trainer)["version"], 1);
+    assert_eq!(json(&pointer)["format"], "lstm-lm-checkpoint-pointer");
+    assert_eq!(json(&pointer)["version"], 1);
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert!(
+        metrics.starts_with(r#"{"format":"lstm-lm-metrics","version":1}"#),
+        "{metrics}"
+    );
+
+    for (file, key, value, needle) in [
+        (&trainer, "version", serde_json::json!(7), "newer lstm-lm"),
+        (&trainer, "format", serde_json::json!("other"), "'other'"),
+        (&pointer, "version", serde_json::json!(7), "newer lstm-lm"),
+        (
+            &pointer,
+            "latest",
+            serde_json::json!("../elsewhere"),
+            "checkpoints/",
+        ),
+    ] {
+        let saved = std::fs::read(file).unwrap();
+        edit_json(file, |v| v[key] = value);
+        let e = error_of(resume_options(&out));
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(e.contains(&name) && e.contains(needle), "{name} {key}: {e}");
+        std::fs::write(file, saved).unwrap();
+    }
+    // A state file declaring batch 0 (once `chunks_exact(0)`).
+    let state = ck.join("state.safetensors");
+    let saved = std::fs::read(&state).unwrap();
+    let empty: Vec<u8> = Vec::new();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = (0..2)
+        .flat_map(|k| ["hidden", "cell"].map(|p| format!("layers.{k}.{p}")))
+        .map(|n| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![0, 24], &empty)
+                    .unwrap();
+            (n, view)
+        })
+        .collect();
+    let tags = std::collections::HashMap::from([
+        ("format".to_string(), "lstm-lm-carried-state".to_string()),
+        ("version".to_string(), "1".to_string()),
+    ]);
+    std::fs::write(&state, safetensors::serialize(views, Some(tags)).unwrap()).unwrap();
+    let e = error_of(resume_options(&out));
+    assert!(
+        e.contains("state.safetensors") && e.contains("[0, 24]"),
+        "{e}"
+    );
+    std::fs::write(&state, saved).unwrap();
+    finished(train(resume_options(&out)).unwrap());
+}
+
+/// Files written before the tags existed: a `trainer.json` and `checkpoint.json` without
+/// `format`/`version` read as version 0; a `config.json` without data digests loads and gains
+/// them on resume.
+#[test]
+fn untagged_files_of_older_runs_still_resume() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = settings(Recipe::Stream);
+    s.train.epochs = 1;
+    let data = write_data(&tmp.path().join("data"));
+    let out = tmp.path().join("run");
+    finished(train(options(&s, &data, &out)).unwrap());
+    let ck = latest_checkpoint(&out);
+    let untag = |v: &mut serde_json::Value| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("format");
+        o.remove("version");
+    };
+    edit_json(&ck.join("trainer.json"), untag);
+    edit_json(&out.join("checkpoint.json"), untag);
+    edit_json(&out.join("config.json"), |v| {
+        v.as_object_mut().unwrap().remove("data_digests");
+        v["settings"]["train"]
+            .as_object_mut()
+            .unwrap()
+            .remove("checkpoint_every");
+    });
+    let mut o = resume_options(&out);
+    o.epochs_override = Some(2);
+    finished(train(o).unwrap());
+    let config = RunDir::new(&out).load_config().unwrap();
+    assert_eq!(config.data_digests.len(), 2);
 }

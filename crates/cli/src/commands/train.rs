@@ -30,9 +30,14 @@ pub struct TrainArgs {
     /// Run folder to create (must not hold a run yet).
     #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
     pub out: Option<PathBuf>,
-    /// Continue the run in this folder from its latest checkpoint.
+    /// Continue the run in this folder from its latest checkpoint (a run stopped before its
+    /// first checkpoint starts again from the beginning with its saved settings).
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+    /// With --resume: train on data files that changed since the run started (their new sizes
+    /// and hashes are recorded); the epoch in progress restarts from its first batch.
+    #[arg(long, requires = "resume")]
+    pub accept_changed_data: bool,
     /// Start from a shipped preset: seed, sample, char-rnn, wt2-small, wt2-medium, ptb-small, ptb-medium.
     #[arg(long)]
     pub preset: Option<String>,
@@ -267,6 +272,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         extra_devices,
         resume,
         epochs_override: if resume { args.epochs } else { None },
+        accept_changed_data: args.accept_changed_data,
         stop: Some(stop),
         progress,
         stop_at_step: None,
