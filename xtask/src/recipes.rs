@@ -601,7 +601,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+        // Training is fine without it; say so rather than fail (the usual cause is a parent
+        // that ignores SIGINT, a choice training should not override).
+        if let Err(e) = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)) {
+            eprintln!("warning: Ctrl-C cannot be caught ({e}): it will not save a checkpoint");
+        }
     }
     match run_plan(&plan, args, Some(stop))? {
         Some(summary) => {

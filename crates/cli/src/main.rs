@@ -3,7 +3,8 @@
 //!
 //! Errors are printed once, on one line, as `error: ` and the chain of causes joined by `: `,
 //! and exit with code 1; usage errors exit with clap's code 2. A closed standard output (as in
-//! `lstm-lm encode ... | head`) ends the command quietly with success.
+//! `lstm-lm encode ... | head`) ends the command quietly with success. `train` stopped by
+//! Ctrl-C or SIGTERM saves a checkpoint and exits with 130 or 143 (128 + the signal number).
 
 mod commands;
 

@@ -20,6 +20,7 @@ mod metrics;
 pub mod optim;
 mod parallel;
 mod run_dir;
+mod run_lock;
 pub mod schedule;
 mod session;
 pub mod settings;
@@ -41,6 +42,7 @@ pub use run_dir::{
     DataFileDigest, DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir,
     changed_data_files, load_weights, model_bytes,
 };
+pub use run_lock::{LOCK_FILE, LOCK_FORMAT, LOCK_FORMAT_VERSION, RunLock};
 pub use session::{LoadedRun, TextScore};
 pub use settings::TrainSettings;
 pub use trainer::{TrainOptions, TrainOutcome, TrainSummary, format_secs, train};

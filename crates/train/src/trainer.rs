@@ -18,6 +18,7 @@ use crate::optim::{build_optimizer, clip_global_norm};
 use crate::run_dir::{
     DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir, changed_data_files, model_bytes,
 };
+use crate::run_lock::RunLock;
 use crate::schedule::Schedule;
 use crate::settings::{CheckpointEvery, Recipe};
 use crate::{TrainError, TrainSettings};
@@ -116,6 +117,8 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
 
 fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let run = RunDir::new(&opts.out);
+    // Held until training ends; a new run's folder is locked as soon as it is created.
+    let mut _lock = RunLock::acquire_if_present(run.root())?;
     let (config, tokenizer, fresh) = if opts.resume {
         let config = load_config_for_resume(&run, opts.epochs_override)?;
         let tokenizer = run.load_tokenizer(&config)?;
@@ -123,10 +126,7 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     } else {
         opts.settings.validate()?;
         if run.config_path().exists() {
-            return Err(TrainError::RunDir(format!(
-                "\"{}\" already holds a run: pass --resume to continue it, or choose another --out",
-                run.root().display()
-            )));
+            return Err(already_holds_a_run(&run));
         }
         let texts = data::load_texts(&opts.settings.data, &opts.data)?;
         let tokenizer = data::fit_tokenizer(&opts.settings.data, &texts.train)?;
@@ -177,6 +177,13 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     config.data_digests = digests;
     if fresh {
         run.create()?;
+        if _lock.is_none() {
+            _lock = Some(RunLock::acquire(run.root())?);
+            // Another new run may have claimed the folder since the check above.
+            if run.config_path().exists() {
+                return Err(already_holds_a_run(&run));
+            }
+        }
         run.save_tokenizer(&tokenizer)?;
         run.save_config(&config)?;
     }
@@ -581,6 +588,13 @@ fn load_config_for_resume(
         config.settings.train.epochs = epochs;
     }
     Ok(config)
+}
+
+fn already_holds_a_run(run: &RunDir) -> TrainError {
+    TrainError::RunDir(format!(
+        "\"{}\" already holds a run: pass --resume to continue it, or choose another --out",
+        run.root().display()
+    ))
 }
 
 fn capped(n: usize, max: usize) -> usize {

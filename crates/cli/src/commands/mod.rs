@@ -8,6 +8,7 @@ pub mod generate;
 pub mod info;
 mod input;
 pub mod score;
+mod stop_signals;
 pub mod tokenize;
 pub mod train;
 

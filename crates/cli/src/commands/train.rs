@@ -1,7 +1,5 @@
 //! `lstm-lm train`: fit a tokenizer, train a model, write a run folder.
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -11,12 +9,13 @@ use lstm_lm_train::{
 };
 
 use super::device_args::{DeviceArgs, DevicesSpec, parse_devices};
-
-/// Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
-pub const EXIT_INTERRUPTED: i32 = 130;
+use super::stop_signals::StopSignals;
 
 /// Train a language model on text files.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Ctrl-C or SIGTERM saves a checkpoint and exits with status 130 or 143 (128 + the signal number); --resume continues from it."
+)]
 pub struct TrainArgs {
     /// Training text (one or more files).
     #[arg(long, num_args = 1.., required_unless_present = "resume")]
@@ -251,12 +250,9 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             (main, all)
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // A second Ctrl-C while the checkpoint is written is ignored on purpose: the save is
-        // short and atomic, and killing it would only lose the newest state.
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    let (signals, warnings) = StopSignals::install();
+    for warning in warnings {
+        eprintln!("{warning}");
     }
     let progress = ProgressMode::from_flags(args.quiet, args.log_lines);
     let outcome = train(TrainOptions {
@@ -273,7 +269,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         resume,
         epochs_override: if resume { args.epochs } else { None },
         accept_changed_data: args.accept_changed_data,
-        stop: Some(stop),
+        stop: Some(signals.stop.clone()),
         progress,
         stop_at_step: None,
         crash_at_step: None,
@@ -285,7 +281,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
                 checkpoint.display(),
                 out.display()
             );
-            Ok(EXIT_INTERRUPTED)
+            Ok(signals.exit_status())
         }
         TrainOutcome::Finished(summary) => {
             let mut line = format!(
