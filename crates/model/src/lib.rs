@@ -11,6 +11,8 @@ pub mod fused;
 mod language_model;
 mod recurrent;
 mod state;
+#[doc(hidden)]
+pub mod testing;
 mod torch_names;
 
 pub use backend::{BackendKind, device_for, wgpu_adapters};

@@ -13,6 +13,7 @@ use lstm_lm_model::fused::cpu_kernel::{
     GruWanted, LstmParams, LstmWanted, SeqDims, gru_backward, gru_forward, lstm_backward,
     lstm_forward,
 };
+use lstm_lm_model::testing::assert_close;
 use lstm_lm_model::{CellKind, LayerState, RecurrentLayer};
 
 const TOLERANCE: f32 = 1e-4;
@@ -50,19 +51,6 @@ fn composed(
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec_as::<f32>().unwrap()
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], tolerance: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    assert!(
-        worst <= tolerance,
-        "{what}: max abs difference {worst} > {tolerance}"
-    );
 }
 
 struct Case {

@@ -25,17 +25,9 @@ fn layer_slices(t: &NamedTensor, layer: usize, device: &Device) -> Tensor<2> {
     )
 }
 
+#[track_caller]
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    assert!(
-        worst <= TOLERANCE,
-        "{what}: max abs difference {worst} > {TOLERANCE}"
-    );
+    lstm_lm_model::testing::assert_close(what, got, want, TOLERANCE);
 }
 
 fn check_case(case: &Value, device: &Device) {

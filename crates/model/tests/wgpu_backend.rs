@@ -12,6 +12,7 @@ use lstm_lm_model::burn::optim::{AdamConfig, GradientsParams};
 use lstm_lm_model::burn::store::ModuleRecord;
 use lstm_lm_model::burn::tensor::activation::log_softmax;
 use lstm_lm_model::burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use lstm_lm_model::testing::assert_close;
 use lstm_lm_model::{
     BackendKind, CellKind, LanguageModel, LanguageModelConfig, LayerState, RecurrentState,
     device_for,
@@ -97,22 +98,6 @@ fn state(cell: CellKind, batch: usize, device: &Device) -> RecurrentState {
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max)
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], tolerance: f32) {
-    let worst = max_diff(got, want);
-    assert!(
-        worst <= tolerance,
-        "{what}: max abs difference {worst} > {tolerance}"
-    );
 }
 
 /// Logits and final state of `model` on fixed input: `(logits, [h, c of every layer])`.

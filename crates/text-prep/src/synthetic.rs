@@ -403,11 +403,7 @@ impl MarkovChain {
         let mut residual = f64::INFINITY;
         for _ in 0..10_000 {
             let next = self.step(&pi);
-            residual = next
-                .iter()
-                .zip(&pi)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f64::max);
+            residual = largest_change(&next, &pi);
             pi = next;
             normalise(&mut pi);
             if residual <= STATIONARY_TOLERANCE {
@@ -427,6 +423,21 @@ impl MarkovChain {
         }
         out
     }
+}
+
+/// The largest `|a[i] − b[i]|`; NaN when any difference is NaN (`f64::max` would drop it, and
+/// a distribution gone NaN would then look converged).
+fn largest_change(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, |worst, d| {
+            if d.is_nan() || worst.is_nan() {
+                f64::NAN
+            } else {
+                worst.max(d)
+            }
+        })
 }
 
 fn normalise(v: &mut [f64]) {
@@ -613,14 +624,11 @@ impl SyntheticCorpus {
             return Err(SyntheticError::NotIrreducible { from, to: end });
         }
         let pi = self.chain.stationary();
-        let residual = self
-            .chain
-            .step(pi)
-            .iter()
-            .zip(pi)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f64::max);
-        if residual > STATIONARY_TOLERANCE || (pi.iter().sum::<f64>() - 1.0).abs() > 1e-12 {
+        let residual = largest_change(&self.chain.step(pi), pi);
+        // Written so that a NaN residual or sum fails the check.
+        let stationary =
+            residual <= STATIONARY_TOLERANCE && (pi.iter().sum::<f64>() - 1.0).abs() <= 1e-12;
+        if !stationary {
             return Err(SyntheticError::Stationary(residual));
         }
         Ok(())
@@ -831,6 +839,14 @@ fn invent_words<R: Rng + ?Sized>(n: usize, rng: &mut R) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nan_change_is_never_small() {
+        assert_eq!(largest_change(&[1.0, 0.5], &[1.0, 0.25]), 0.25);
+        assert!(largest_change(&[f64::NAN, 0.5], &[1.0, 0.25]).is_nan());
+        assert!(largest_change(&[0.5, f64::NAN], &[0.5, 0.5]).is_nan());
+        assert!(largest_change(&[f64::INFINITY], &[f64::INFINITY]).is_nan());
+    }
 
     fn binary_entropy(p: f64) -> f64 {
         -(p * p.ln() + (1.0 - p) * (1.0 - p).ln())

@@ -524,13 +524,9 @@ mod tests {
         t.into_data().try_into_vec::<f32>().unwrap()
     }
 
+    #[track_caller]
     fn assert_close(got: &[f32], want: &[f32]) {
-        let worst = got
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(worst < 1e-5, "max abs difference {worst}");
+        lstm_lm_model::testing::assert_close("host vs burn optimizer", got, want, 1e-5);
     }
 
     fn vector(n: usize, k: f32, device: &Device) -> Tensor<1> {

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use lstm_lm_model::BackendKind;
 use lstm_lm_model::burn::tensor::Device;
+use lstm_lm_model::testing::max_abs_diff;
 use lstm_lm_text_prep::synthetic::{SplitSizes, SyntheticConfig, SyntheticCorpus};
 use lstm_lm_train::settings::{OptimizerKind, Recipe, TokenizerChoice, TrainSettings};
 use lstm_lm_train::{
@@ -71,11 +72,9 @@ fn compare(settings: &TrainSettings, data: &DataFiles, dir: &Path, devices: usiz
     let (a, b) = (step_losses(&one), step_losses(&many));
     assert!(a.len() >= 4, "too few steps: {}", a.len());
     assert_eq!(a.len(), b.len());
-    let mut loss_diff = 0.0f64;
-    for ((la, _), (lb, _)) in a.iter().zip(&b) {
-        assert!(la.is_finite() && lb.is_finite());
-        loss_diff = loss_diff.max((la - lb).abs());
-    }
+    let losses = |steps: &[(f64, f64)]| steps.iter().map(|s| s.0).collect::<Vec<f64>>();
+    let loss_diff =
+        max_abs_diff(&losses(&a), &losses(&b)).unwrap_or_else(|e| panic!("losses: {e}"));
     // The run must actually learn something, or equal losses would prove little.
     assert!(a.last().unwrap().0 < a[0].0 - 0.05, "no learning: {a:?}");
     let (wa, wb) = (weights(&one), weights(&many));
@@ -83,9 +82,8 @@ fn compare(settings: &TrainSettings, data: &DataFiles, dir: &Path, devices: usiz
     let mut weight_diff = 0.0f64;
     for ((na, va), (nb, vb)) in wa.iter().zip(&wb) {
         assert_eq!(na, nb);
-        for (x, y) in va.iter().zip(vb) {
-            weight_diff = weight_diff.max((x - y).abs() as f64);
-        }
+        let diff = max_abs_diff(va, vb).unwrap_or_else(|e| panic!("{na}: {e}"));
+        weight_diff = weight_diff.max(diff);
     }
     (loss_diff, weight_diff)
 }
