@@ -72,7 +72,40 @@ pub struct LanguageModelConfig {
 }
 
 impl LanguageModelConfig {
-    /// Checks the configuration without building anything.
+    /// Largest `vocab_size`: 2^24 ids. Ids are `u32`; far larger vocabularies are mistakes (a
+    /// file claiming one, a corpus read with the wrong tokenizer) that would otherwise abort on
+    /// allocation.
+    pub const MAX_VOCAB_SIZE: usize = 1 << 24;
+    /// Largest `embedding_size` and `hidden_size`: 65536.
+    pub const MAX_WIDTH: usize = 1 << 16;
+    /// Largest `num_layers`: 64.
+    pub const MAX_LAYERS: usize = 64;
+    /// Largest number of parameters (weights and biases, 4 bytes each): 2^31, 8 GiB of weights
+    /// before gradients and optimizer state.
+    pub const MAX_PARAMETERS: u64 = 1 << 31;
+
+    /// The number of parameters (weights and biases) the model would have, as
+    /// `LanguageModel::num_params` counts them after [`init`](Self::init); computed without
+    /// overflow for any sizes.
+    pub fn num_parameters(&self) -> u128 {
+        let (vocab, embedding, hidden) = (
+            self.vocab_size as u128,
+            self.embedding_size as u128,
+            self.hidden_size as u128,
+        );
+        let gates = self.cell.gates() as u128 * hidden;
+        // Per layer: weight_ih [gates·hidden, input], weight_hh [gates·hidden, hidden], two biases.
+        let layer = |input: u128| gates * (input + hidden + 2);
+        let layers = match self.num_layers {
+            0 => 0,
+            n => layer(embedding) + (n as u128 - 1) * layer(hidden),
+        };
+        let output_weight = if self.tie_weights { 0 } else { vocab * hidden };
+        vocab * embedding + layers + output_weight + vocab
+    }
+
+    /// Checks the configuration without building anything: sizes within the limits above
+    /// ([`MAX_VOCAB_SIZE`](Self::MAX_VOCAB_SIZE) and the rest) before anything is allocated.
     pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |msg: String| Err(ModelError::InvalidConfig(msg));
         if self.vocab_size == 0 {
@@ -83,6 +116,23 @@ impl LanguageModelConfig {
         }
         if self.num_layers == 0 {
             return bad("num_layers must be at least 1".into());
+        }
+        for (name, value, limit) in [
+            ("vocab_size", self.vocab_size, Self::MAX_VOCAB_SIZE),
+            ("embedding_size", self.embedding_size, Self::MAX_WIDTH),
+            ("hidden_size", self.hidden_size, Self::MAX_WIDTH),
+            ("num_layers", self.num_layers, Self::MAX_LAYERS),
+        ] {
+            if value > limit {
+                return bad(format!("{name} = {value} is above the limit of {limit}"));
+            }
+        }
+        let parameters = self.num_parameters();
+        if parameters > u128::from(Self::MAX_PARAMETERS) {
+            return bad(format!(
+                "the model would have {parameters} parameters, above the limit of {}: use a smaller vocabulary, embedding_size, hidden_size or num_layers",
+                Self::MAX_PARAMETERS
+            ));
         }
         for (name, p) in [
             ("dropout_embedding", self.dropout_embedding),
@@ -105,9 +155,86 @@ impl LanguageModelConfig {
         Ok(())
     }
 
-    /// Builds the model on `device` after [`validate`](Self::validate).
+    /// Builds the model on `device` after [`validate`](Self::validate), so sizes past the
+    /// limits are an error, never an allocation failure.
     pub fn init(&self, device: &Device) -> Result<LanguageModel, ModelError> {
         self.validate()?;
         Ok(LanguageModel::new(self, device))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Module;
+
+    use super::*;
+
+    #[test]
+    fn the_parameter_count_is_that_of_the_built_model() {
+        let device = Device::flex();
+        for (cell, layers, tied) in [
+            (CellKind::Lstm, 1, false),
+            (CellKind::Lstm, 3, true),
+            (CellKind::Gru, 2, false),
+            (CellKind::Rnn, 2, true),
+        ] {
+            let config = LanguageModelConfig::new(11)
+                .with_embedding_size(6)
+                .with_hidden_size(6)
+                .with_num_layers(layers)
+                .with_cell(cell)
+                .with_tie_weights(tied);
+            let model = config.init(&device).unwrap();
+            assert_eq!(
+                config.num_parameters(),
+                model.num_params() as u128,
+                "{cell:?} {layers} layers tied={tied}"
+            );
+        }
+    }
+
+    /// Each size past its limit is refused by `init` before anything is allocated (without the
+    /// check, these sizes abort on allocation or overflow computing a shape).
+    #[test]
+    fn sizes_past_the_limits_are_refused_before_allocating() {
+        let device = Device::flex();
+        let base = || LanguageModelConfig::new(100);
+        let cases = [
+            (
+                base().with_hidden_size(usize::MAX),
+                "hidden_size = 18446744073709551615 is above the limit of 65536",
+            ),
+            (
+                base().with_embedding_size(LanguageModelConfig::MAX_WIDTH + 1),
+                "embedding_size = 65537 is above the limit of 65536",
+            ),
+            (
+                base().with_num_layers(65),
+                "num_layers = 65 is above the limit of 64",
+            ),
+            (
+                LanguageModelConfig::new(usize::MAX),
+                "vocab_size = 18446744073709551615 is above the limit of 16777216",
+            ),
+            (
+                // Each size within its limit, the whole far past the parameter limit.
+                base().with_hidden_size(65_536).with_num_layers(64),
+                "parameters, above the limit of 2147483648",
+            ),
+        ];
+        for (config, needle) in cases {
+            let err = match config.init(&device) {
+                Ok(_) => panic!("built a model that should be refused: {needle}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(needle), "{needle:?} not in {err:?}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+        // At the limits' edge a small model still builds.
+        let edge = LanguageModelConfig::new(2)
+            .with_embedding_size(1)
+            .with_hidden_size(1)
+            .with_num_layers(LanguageModelConfig::MAX_LAYERS);
+        assert!(edge.init(&device).is_ok());
     }
 }

@@ -15,6 +15,9 @@ use crate::generate::{Generator, SamplingConfig, score_ids};
 use crate::run_dir::{RunConfig, RunDir};
 use crate::settings::Recipe;
 
+/// Most ids [`LoadedRun::generate`] reserves room for before generating; more grow the vector.
+const MAX_RESERVED_TOKENS: usize = 4096;
+
 /// Per-token scores of a text.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TextScore {
@@ -115,14 +118,16 @@ impl LoadedRun {
         }
         let mut generator = Generator::new(self.model.clone(), self.device.clone());
         context.extend_from_slice(&prompt_ids);
-        generator.feed(&context);
+        generator.feed(&context)?;
         let banned: Vec<u32> = self.tokenizer.pad_id().into_iter().collect();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut decoder = self.tokenizer.stream_decoder();
         for &id in &prompt_ids {
             decoder.push(id);
         }
-        let mut out = Vec::with_capacity(max_tokens);
+        // `max_tokens` is a limit, not a size: the reservation is capped (usize::MAX would
+        // overflow it) and the vector grows only with what is generated.
+        let mut out = Vec::with_capacity(max_tokens.min(MAX_RESERVED_TOKENS));
         for _ in 0..max_tokens {
             let Some(id) = generator.sample(sampling, &banned, &mut rng) else {
                 break;
@@ -132,7 +137,7 @@ impl LoadedRun {
             if !piece.is_empty() {
                 emit(&piece)?;
             }
-            generator.feed(&[id]);
+            generator.feed(&[id])?;
         }
         let rest = decoder.finish();
         if !rest.is_empty() {

@@ -516,10 +516,63 @@ impl TrainSettings {
         if s.kind == ScheduleKind::Plateau && !(s.factor > 0.0 && s.factor < 1.0) {
             return bad(format!("schedule.factor = {} must be in (0, 1)", s.factor));
         }
+        self.check_limits()?;
         self.model
             .model_config(2)
             .validate()
             .map_err(|e| TrainError::Settings(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Sizes past [`LanguageModelConfig`]'s limits, named by their setting and flag, before
+    /// anything is built (the vocabulary of a word tokenizer is checked again once it is fitted).
+    fn check_limits(&self) -> Result<(), TrainError> {
+        let m = &self.model;
+        let d = &self.data;
+        let mut sizes = vec![
+            (
+                "model.embedding_size (--embedding-size)",
+                m.embedding_size,
+                LanguageModelConfig::MAX_WIDTH,
+            ),
+            (
+                "model.hidden_size (--hidden-size)",
+                m.hidden_size,
+                LanguageModelConfig::MAX_WIDTH,
+            ),
+            (
+                "model.num_layers (--layers)",
+                m.num_layers,
+                LanguageModelConfig::MAX_LAYERS,
+            ),
+        ];
+        if d.tokenizer == TokenizerChoice::Bpe {
+            sizes.push((
+                "data.vocab_size",
+                d.vocab_size,
+                LanguageModelConfig::MAX_VOCAB_SIZE,
+            ));
+        }
+        for (name, value, limit) in sizes {
+            if value > limit {
+                return Err(TrainError::Settings(format!(
+                    "{name} = {value} is above the limit of {limit}"
+                )));
+            }
+        }
+        // The smallest vocabulary the tokenizer can give (BPE: the one asked for).
+        let vocab = if d.tokenizer == TokenizerChoice::Bpe {
+            d.vocab_size
+        } else {
+            2
+        };
+        let parameters = m.model_config(vocab).num_parameters();
+        if parameters > u128::from(LanguageModelConfig::MAX_PARAMETERS) {
+            return Err(TrainError::Settings(format!(
+                "the model would have {parameters} parameters, above the limit of {}: lower model.hidden_size (--hidden-size), model.embedding_size (--embedding-size), model.num_layers (--layers) or the vocabulary size",
+                LanguageModelConfig::MAX_PARAMETERS
+            )));
+        }
         Ok(())
     }
 }
@@ -625,6 +678,51 @@ mod tests {
             .remove("checkpoint_every");
         let back: TrainSettings = serde_json::from_value(old).unwrap();
         assert_eq!(back.train.checkpoint_every, Seconds(600));
+    }
+
+    #[test]
+    fn sizes_past_the_model_limits_name_their_setting() {
+        let check = |change: &dyn Fn(&mut TrainSettings), needle: &str| {
+            let mut s = TrainSettings::default();
+            change(&mut s);
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle:?} not in {e:?}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        };
+        check(
+            &|s| s.model.hidden_size = usize::MAX,
+            "model.hidden_size (--hidden-size) = 18446744073709551615 is above the limit of 65536",
+        );
+        check(
+            &|s| s.model.embedding_size = 70_000,
+            "model.embedding_size (--embedding-size) = 70000 is above the limit of 65536",
+        );
+        check(
+            &|s| s.model.num_layers = 1000,
+            "model.num_layers (--layers) = 1000 is above the limit of 64",
+        );
+        check(
+            &|s| {
+                s.data.tokenizer = TokenizerChoice::Bpe;
+                s.data.vocab_size = usize::MAX;
+            },
+            "data.vocab_size = 18446744073709551615 is above the limit of 16777216",
+        );
+        check(
+            &|s| {
+                s.model.hidden_size = 60_000;
+                s.model.num_layers = 60;
+            },
+            "parameters, above the limit of 2147483648: lower model.hidden_size (--hidden-size)",
+        );
+        check(
+            &|s| {
+                s.data.tokenizer = TokenizerChoice::Bpe;
+                s.data.vocab_size = 16_000_000;
+                s.model.hidden_size = 1024;
+            },
+            "parameters, above the limit of 2147483648",
+        );
     }
 
     #[test]

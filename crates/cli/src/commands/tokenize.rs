@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use lstm_lm_model::LanguageModelConfig;
 use lstm_lm_text_prep::{
     BYTE_SYMBOLS, DEFAULT_BPE_VOCAB_SIZE, TextTokenizer, TokenizerConfig, TokenizerKind, text_lines,
 };
@@ -80,6 +81,15 @@ impl TokenizeArgs {
         if let Some(n) = self.vocab_size.filter(|&n| n < BYTE_SYMBOLS) {
             bail!(
                 "--vocab-size {n} is too small: byte-level bpe needs at least {BYTE_SYMBOLS}, one per byte"
+            );
+        }
+        if let Some(n) = self
+            .vocab_size
+            .filter(|&n| n > LanguageModelConfig::MAX_VOCAB_SIZE)
+        {
+            bail!(
+                "--vocab-size {n} is above the limit of {}, the largest vocabulary a model can have",
+                LanguageModelConfig::MAX_VOCAB_SIZE
             );
         }
         if self.oov.as_deref() == Some("") {
