@@ -189,11 +189,18 @@ impl TextTokenizer {
                 )
                 .into()
             }
-            TokenizerKind::Word => WordTokenizer::from_tokens(vocab_by_id(&hf).map_err(&bad)?)
-                .map_err(&bad)?
-                .into(),
+            TokenizerKind::Word => {
+                WordTokenizer::from_tokens(vocab_by_id(&hf, false).map_err(&bad)?)
+                    .map_err(&bad)?
+                    .into()
+            }
             TokenizerKind::Char => char_tokenizer(&hf).map_err(&bad)?.into(),
-            TokenizerKind::Bpe => return Ok(BpeTokenizer::from_hf(hf).map_err(bad)?.into()),
+            TokenizerKind::Bpe => {
+                // The file is not rebuilt and compared below, so check here that every id the
+                // library can produce has a row in the model: ids exactly 0..vocab_size.
+                vocab_by_id(&hf, true).map_err(&bad)?;
+                return Ok(BpeTokenizer::from_hf(hf).map_err(bad)?.into());
+            }
         };
         let rebuilt = tokenizer.to_hf()?;
         if serialized(&rebuilt)? != serialized(&hf)? {
@@ -211,10 +218,11 @@ fn serialized(hf: &Tokenizer) -> Result<String> {
     serde_json::to_string(hf).map_err(|e| TextPrepError::tokenizers("serializing a tokenizer", e))
 }
 
-/// The model's tokens by id; the ids must be exactly 0..n.
-fn vocab_by_id(hf: &Tokenizer) -> Result<Vec<String>, String> {
+/// The model's tokens by id (with the added tokens if `with_added_tokens`); the ids must be
+/// exactly 0..n.
+fn vocab_by_id(hf: &Tokenizer, with_added_tokens: bool) -> Result<Vec<String>, String> {
     let mut pairs: Vec<(u32, String)> = hf
-        .get_vocab(false)
+        .get_vocab(with_added_tokens)
         .into_iter()
         .map(|(token, id)| (id, token))
         .collect();
@@ -228,7 +236,7 @@ fn vocab_by_id(hf: &Tokenizer) -> Result<Vec<String>, String> {
 }
 
 fn char_tokenizer(hf: &Tokenizer) -> Result<CharTokenizer, String> {
-    let mut tokens = vocab_by_id(hf)?;
+    let mut tokens = vocab_by_id(hf, false)?;
     if tokens.pop().as_deref() != Some(CHAR_UNK_TOKEN) {
         return Err(format!("its last token is not {CHAR_UNK_TOKEN:?}"));
     }
@@ -450,6 +458,31 @@ mod tests {
             err.contains("its JSON cannot be read (unknown variant `words`"),
             "{err}"
         );
+    }
+
+    /// A BPE vocabulary whose ids skip some (so that an id reaches past the vocabulary size and
+    /// the model's rows) is refused at load, naming the file.
+    #[test]
+    fn bpe_ids_must_be_exactly_zero_to_vocab_size() {
+        let good = fitted(TokenizerKind::Bpe, None, None).to_json().unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&good).unwrap();
+        let vocab = json["model"]["vocab"].as_object_mut().unwrap();
+        let size = vocab.len() as u64;
+        let (last, _) = vocab
+            .iter()
+            .find(|(_, id)| id.as_u64() == Some(size - 1))
+            .map(|(t, id)| (t.clone(), id.clone()))
+            .unwrap();
+        vocab.insert(last, serde_json::json!(size + 1000));
+        let err = load_err(&json.to_string());
+        assert_eq!(
+            err,
+            format!(
+                "\"tok.json\" is not a usable tokenizer file: its vocabulary has no token with id {}; re-create it with `lstm-lm tokenize`",
+                size - 1
+            )
+        );
+        assert!(TextTokenizer::from_json(&good, &PathBuf::from("tok.json")).is_ok());
     }
 
     #[test]
