@@ -523,12 +523,12 @@ fn bench_gen(
     let mut generator = Generator::new(model, device.clone());
     Ok(time_iters(args.warmup, args.iters, || {
         generator.reset();
-        generator.feed(&prompt);
+        generator.feed(&prompt).expect("the logits are read back");
         for _ in 0..200 {
             let next = generator
                 .sample(&sampling, &[], rng)
                 .expect("the prompt was fed");
-            generator.feed(&[next]);
+            generator.feed(&[next]).expect("the logits are read back");
         }
     }))
 }

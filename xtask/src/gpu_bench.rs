@@ -232,18 +232,20 @@ fn bench(shape: &Shape, device: &Device, args: &GpuBenchArgs) -> Result<()> {
     let mut generator = Generator::new(inference.clone(), device.clone());
     let prompt: Vec<u32> = (0..PROMPT_TOKENS).map(|_| tokens.next(v)).collect();
     // Warm-up: the prompt and a few single-token steps compile their kernels.
-    generator.feed(&prompt);
+    generator.feed(&prompt)?;
     for _ in 0..5 {
-        let id = sample(generator.logits().unwrap_or(&[]), &mut tokens);
-        generator.feed(&[id]);
+        let id = sample(generator.logits(), v, &mut tokens)?;
+        generator.feed(&[id])?;
     }
     let mut generator = Generator::new(inference, device.clone());
     let start = Instant::now();
-    generator.feed(&prompt);
+    generator.feed(&prompt)?;
     let prompt_secs = start.elapsed().as_secs_f64();
+    // Every token counted is one whose logits were read back whole and finite: a failed read
+    // ends the benchmark with an error instead of timing tokens that were never produced.
     for _ in 0..GENERATED_TOKENS {
-        let id = sample(generator.logits().unwrap_or(&[]), &mut tokens);
-        generator.feed(&[id]);
+        let id = sample(generator.logits(), v, &mut tokens)?;
+        generator.feed(&[id])?;
     }
     let secs = start.elapsed().as_secs_f64() - prompt_secs;
     println!(
@@ -259,20 +261,33 @@ fn bench(shape: &Shape, device: &Device, args: &GpuBenchArgs) -> Result<()> {
 }
 
 /// Samples from softmax(logits) with temperature 1, on the host, as `lstm-lm generate` does.
-fn sample(logits: &[f32], rng: &mut Tokens) -> u32 {
-    if logits.is_empty() {
-        return 0;
+/// An error when there are no logits (nothing fed), not `vocab` of them, or one is not finite.
+fn sample(logits: Option<&[f32]>, vocab: usize, rng: &mut Tokens) -> Result<u32> {
+    let Some(logits) = logits else {
+        bail!("the generator has no logits to sample from");
+    };
+    if logits.len() != vocab {
+        bail!(
+            "read back {} logits from the device, expected {vocab}",
+            logits.len()
+        );
     }
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if let Some(i) = logits.iter().position(|l| !l.is_finite()) {
+        bail!(
+            "logit {i} read back from the device is {}: the generation step failed",
+            logits[i]
+        );
+    }
+    let max = logits.iter().copied().max_by(f32::total_cmp).unwrap_or(0.0);
     let weights: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
     let mut r = rng.uniform() * weights.iter().sum::<f64>();
     for (i, w) in weights.iter().enumerate() {
         r -= w;
         if r <= 0.0 {
-            return i as u32;
+            return Ok(i as u32);
         }
     }
-    (weights.len() - 1) as u32
+    Ok((weights.len() - 1) as u32)
 }
 
 /// Peak resident memory of this process, and what burn's GPU allocator holds right now.
@@ -295,4 +310,27 @@ fn memory(device: &Device) -> String {
         None => "gpu_mem=not_measured".into(),
     };
     format!("peak_rss_mib={rss} {gpu}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A token is counted only when its logits were read back: missing, short or non-finite
+    /// logits fail the benchmark (they were sampled as token 0 before).
+    #[test]
+    fn sampling_refuses_logits_that_were_not_read_back() {
+        let mut rng = Tokens(1);
+        let good = [0.5f32, 2.0, -1.0];
+        assert!(sample(Some(&good), 3, &mut rng).unwrap() < 3);
+        let err = |logits: Option<&[f32]>| {
+            sample(logits, 3, &mut Tokens(1))
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(err(None).contains("no logits"));
+        assert!(err(Some(&[])).contains("read back 0 logits"));
+        assert!(err(Some(&[0.0, f32::NAN, 0.0])).contains("logit 1"));
+        assert!(err(Some(&[f32::INFINITY, 0.0, 0.0])).contains("logit 0"));
+    }
 }

@@ -45,6 +45,9 @@ pub enum TrainError {
     /// Generation or scoring input that cannot be used.
     #[error("{0}")]
     Input(String),
+    /// The device failed to hand back a result (a read-back of logits or scores).
+    #[error("{0}")]
+    Device(String),
 }
 
 impl TrainError {

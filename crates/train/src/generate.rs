@@ -349,15 +349,18 @@ fn argmax_with_proposal(
 }
 
 /// The next token from the host model without its full output projection (greedy, or plain
-/// sampling at a temperature); `None` when this sampling needs the exact logits.
+/// sampling at a temperature); `None` when this sampling needs the exact logits, or when the
+/// proposal is slower than they are on this CPU (no AVX-512 VNNI) unless `even_if_slow`.
 fn sample_on_host<R: Rng + ?Sized>(
     sampling: &SamplingConfig,
     model: &HostLanguageModel,
     state: &mut HostState,
     banned: &[u32],
     rng: &mut R,
+    even_if_slow: bool,
 ) -> Option<u32> {
-    if !(sampling.greedy || sampling.is_plain()) || !fused::proposal_is_fast() {
+    let fast = even_if_slow || fused::proposal_is_fast();
+    if !(sampling.greedy || sampling.is_plain()) || !fast {
         return None;
     }
     // Each proposal is accepted with probability at least about exp(−bound/T) (the bound on
@@ -398,6 +401,9 @@ fn sample_on_host<R: Rng + ?Sized>(
 /// operations on the device.
 pub struct Generator {
     engine: Engine,
+    /// Propose through the 8-bit copy even where that is slower than the exact logits (a test
+    /// switch, so that the path runs on CPUs without AVX-512 VNNI too).
+    propose_even_if_slow: bool,
 }
 
 /// What [`HostState::logits`] holds.
@@ -443,13 +449,20 @@ impl Generator {
                 logits: None,
             }
         };
-        Generator { engine }
+        Generator {
+            engine,
+            propose_even_if_slow: false,
+        }
     }
 
     /// Runs `ids` through the model, carrying the state.
-    pub fn feed(&mut self, ids: &[u32]) {
+    ///
+    /// # Errors
+    /// [`TrainError::Device`] when the device's logits cannot be read back (on the host nothing
+    /// can fail).
+    pub fn feed(&mut self, ids: &[u32]) -> Result<(), TrainError> {
         if ids.is_empty() {
-            return;
+            return Ok(());
         }
         match &mut self.engine {
             Engine::Host {
@@ -471,9 +484,18 @@ impl Generator {
                 let input = data::ids_tensor(ids, 1, ids.len(), device);
                 let (out, next) = model.forward_last(input, state.take());
                 *state = Some(next);
-                *logits = out.into_data().convert::<f32>().try_to_vec::<f32>().ok();
+                // Forget the previous step's logits first: after a failed read they are stale.
+                *logits = None;
+                // `try_`: a device that fails to hand the logits back is an error to report,
+                // where `into_data` would panic.
+                *logits = Some(out.try_into_vec_as::<f32>().map_err(|e| {
+                    TrainError::Device(format!(
+                        "cannot read the next-token logits back from the device: {e}"
+                    ))
+                })?);
             }
         }
+        Ok(())
     }
 
     /// Forgets everything fed so far: the next [`feed`](Self::feed) starts from a zero state.
@@ -533,7 +555,14 @@ impl Generator {
             state,
             logits: HostLogits::Stale,
         } = &mut self.engine
-            && let Some(id) = sample_on_host(sampling, model, state, banned, rng)
+            && let Some(id) = sample_on_host(
+                sampling,
+                model,
+                state,
+                banned,
+                rng,
+                self.propose_even_if_slow,
+            )
         {
             return Some(id);
         }
@@ -562,11 +591,9 @@ pub fn score_ids(
     let logp = log_softmax(logits.reshape([t, v]), 1);
     let targets = data::targets_tensor(&ids[1..], device).reshape([n, 1]);
     let picked: Tensor<2> = logp.gather(1, targets);
-    let values = picked
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| TrainError::Input(format!("cannot read scores: {e:?}")))?;
+    let values = picked.try_into_vec_as::<f32>().map_err(|e| {
+        TrainError::Device(format!("cannot read the scores back from the device: {e}"))
+    })?;
     Ok(values[from - 1..].iter().map(|&x| x as f64).collect())
 }
 
@@ -729,9 +756,27 @@ mod tests {
     }
 
     /// On the host, greedy picks through the 8-bit proposal are the arg max of the exact
-    /// logits at every step, and plain sampling at a temperature follows their softmax.
+    /// logits at every step, and plain sampling at a temperature follows their softmax: with
+    /// the AVX-512 VNNI sums, which only such CPUs have (SKIPPED elsewhere).
     #[test]
     fn host_sampling_through_the_proposal_matches_the_exact_logits() {
+        if !fused::proposal_is_fast() {
+            eprintln!(
+                "SKIPPED host_sampling_through_the_proposal_matches_the_exact_logits: this CPU has no AVX-512 VNNI, so the sampler does not propose (the portable loop is checked by host_sampling_through_the_portable_proposal_matches_the_exact_logits)"
+            );
+            return;
+        }
+        check_sampling_through_the_proposal(false);
+    }
+
+    /// The same with the portable loop forced, and the proposal used although it is slower
+    /// there: on every CPU.
+    #[test]
+    fn host_sampling_through_the_portable_proposal_matches_the_exact_logits() {
+        check_sampling_through_the_proposal(true);
+    }
+
+    fn check_sampling_through_the_proposal(portable: bool) {
         use lstm_lm_model::LanguageModelConfig;
         let device = Device::flex();
         device.seed(9);
@@ -742,49 +787,65 @@ mod tests {
             .unwrap();
         let mut quick = Generator::new(model.clone(), device.clone());
         let mut exact = Generator::new(model, device);
+        if portable {
+            let Engine::Host { model, .. } = &mut quick.engine else {
+                panic!("the flex device runs on the host");
+            };
+            model.use_portable_proposal();
+            quick.propose_even_if_slow = true;
+        }
         let greedy = SamplingConfig {
             greedy: true,
             ..Default::default()
         };
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        quick.feed(&[1, 2, 3]);
-        exact.feed(&[1, 2, 3]);
+        quick.feed(&[1, 2, 3]).unwrap();
+        exact.feed(&[1, 2, 3]).unwrap();
         for step in 0..30 {
             let want = greedy.sample(exact.logits().unwrap(), &[5], &mut rng);
             let got = quick.sample(&greedy, &[5], &mut rng).unwrap();
             assert_eq!(got, want, "step {step}");
-            quick.feed(&[got]);
-            exact.feed(&[got]);
+            quick.feed(&[got]).unwrap();
+            exact.feed(&[got]).unwrap();
         }
-        if fused::proposal_is_fast() {
+        {
             // Both go through the proposal here, not the exact logits.
+            let even_if_slow = quick.propose_even_if_slow;
             let Engine::Host { model, state, .. } = &mut quick.engine else {
                 panic!("the flex device runs on the host");
             };
             let plain = SamplingConfig::default();
             for cfg in [&greedy, &plain] {
-                assert!(sample_on_host(cfg, model, state, &[], &mut rng).is_some());
+                assert!(sample_on_host(cfg, model, state, &[], &mut rng, even_if_slow).is_some());
             }
         }
-        let plain = SamplingConfig {
-            temperature: 0.05, // sharp enough that the distribution is far from uniform
-            ..Default::default()
-        };
-        let logits = exact.logits().unwrap().to_vec();
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let weights: Vec<f64> = logits
-            .iter()
-            .map(|&l| ((l - max) as f64 / plain.temperature).exp())
-            .collect();
-        let total: f64 = weights.iter().sum();
-        let n = 20_000;
-        let mut c = vec![0usize; logits.len()];
-        for _ in 0..n {
-            c[quick.sample(&plain, &[], &mut rng).unwrap() as usize] += 1;
-        }
-        for (i, (&k, w)) in c.iter().zip(&weights).enumerate() {
-            let (got, want) = (k as f64 / n as f64, w / total);
-            assert!((got - want).abs() < 0.015, "id {i}: {got} vs {want}");
+        // 0.05: sharp enough that the distribution is far from uniform (the sampler may fall
+        // back to the exact logits there); 1: through the proposal, as checked just above.
+        for temperature in [0.05, 1.0] {
+            let plain = SamplingConfig {
+                temperature,
+                ..Default::default()
+            };
+            let logits = exact.logits().unwrap().to_vec();
+            let max = logits.iter().copied().max_by(f32::total_cmp).unwrap();
+            assert!(max.is_finite(), "{logits:?}");
+            let weights: Vec<f64> = logits
+                .iter()
+                .map(|&l| ((l - max) as f64 / plain.temperature).exp())
+                .collect();
+            let total: f64 = weights.iter().sum();
+            let n = 20_000;
+            let mut c = vec![0usize; logits.len()];
+            for _ in 0..n {
+                c[quick.sample(&plain, &[], &mut rng).unwrap() as usize] += 1;
+            }
+            for (i, (&k, w)) in c.iter().zip(&weights).enumerate() {
+                let (got, want) = (k as f64 / n as f64, w / total);
+                assert!(
+                    (got - want).abs() < 0.015,
+                    "T={temperature} id {i}: {got} vs {want}"
+                );
+            }
         }
     }
 

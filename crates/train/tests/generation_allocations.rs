@@ -78,10 +78,10 @@ fn allocations_in_50_tokens(
 ) -> usize {
     let mut generator = Generator::new(model.clone(), device.clone());
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    generator.feed(&[1, 2, 3]);
+    generator.feed(&[1, 2, 3]).unwrap();
     let mut step = |generator: &mut Generator| {
         let id = generator.sample(sampling, &[0], &mut rng).unwrap();
-        generator.feed(&[id]);
+        generator.feed(&[id]).unwrap();
     };
     // The first tokens size the per-thread buffers and start the thread pool.
     for _ in 0..5 {

@@ -306,6 +306,15 @@ impl HostLanguageModel {
             .as_ref()
             .map_or(f32::INFINITY, |p| p.max_error(&state.proposal_input))
     }
+
+    /// Test switch: [`propose`](Self::propose) sums with the portable loop even on CPUs with
+    /// AVX-512 VNNI (the same results, to the bit), so tests reach that loop on every CPU.
+    #[doc(hidden)]
+    pub fn use_portable_proposal(&mut self) {
+        if let Some(p) = &mut self.proposal {
+            p.use_portable_loop();
+        }
+    }
 }
 
 /// Hidden units per parallel task of [`lstm_step_parallel`].

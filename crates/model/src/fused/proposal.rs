@@ -28,6 +28,8 @@ pub(crate) struct ProposalProjection {
     /// The part of the bound from adding the bias, the same for every row.
     bias_slack: f32,
     n: usize,
+    /// Sum with the portable loop even where AVX-512 VNNI is available (a test switch).
+    portable: bool,
 }
 
 /// The quantised input of one [`ProposalProjection::gemv`] and what its bound needs.
@@ -95,7 +97,14 @@ impl ProposalProjection {
             slack,
             largest,
             n,
+            portable: false,
         })
+    }
+
+    /// Sums with the portable loop from now on, even on CPUs with AVX-512 VNNI (the results are
+    /// the same to the bit), so tests reach that loop on every CPU.
+    pub(crate) fn use_portable_loop(&mut self) {
+        self.portable = true;
     }
 
     /// Quantises `x` into `input`; false when `x` is not finite.
@@ -143,8 +152,9 @@ impl ProposalProjection {
     /// Approximate `W·x + b` from the prepared input, rows split across threads.
     pub(crate) fn gemv(&self, b: &[f32], input: &ProposalInput, out: &mut [f32]) {
         let n = self.n;
+        let vnni = !self.portable && proposal_is_fast();
         let rows = |q: &[i8], s: &[f32], b: &[f32], o: &mut [f32]| {
-            quantised_rows(q, s, b, &input.levels, input.step, o)
+            quantised_rows(q, s, b, &input.levels, input.step, o, vnni)
         };
         if out.len() < 2 * ROWS_PER_TASK || self.weights.len() < PARALLEL_FROM {
             rows(&self.weights, &self.scales, b, out);
@@ -178,14 +188,25 @@ fn has_vnni() -> bool {
         && std::arch::is_x86_feature_detected!("avx512vnni")
 }
 
-/// One thread's share of [`ProposalProjection::gemv`]: `out[j] = (Σ q·x̂)·scale_j·step + b_j`.
-fn quantised_rows(q: &[i8], scales: &[f32], b: &[f32], x: &[i16], step: f32, out: &mut [f32]) {
+/// One thread's share of [`ProposalProjection::gemv`]: `out[j] = (Σ q·x̂)·scale_j·step + b_j`,
+/// with AVX-512 VNNI when `vnni` and the CPU has it.
+fn quantised_rows(
+    q: &[i8],
+    scales: &[f32],
+    b: &[f32],
+    x: &[i16],
+    step: f32,
+    out: &mut [f32],
+    vnni: bool,
+) {
     #[cfg(target_arch = "x86_64")]
-    if has_vnni() {
+    if vnni && has_vnni() {
         // SAFETY: the CPU supports AVX-512F, BW and VNNI, checked just above.
         unsafe { quantised_rows_vnni(q, scales, b, x, step, out) };
         return;
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = vnni;
     let n = x.len();
     for (j, o) in out.iter_mut().enumerate() {
         *o = finish(
@@ -270,6 +291,17 @@ mod tests {
     /// sums are exact integers), for row counts and lengths that leave remainders.
     #[test]
     fn every_path_gives_the_same_logits() {
+        if !proposal_is_fast() {
+            eprintln!(
+                "SKIPPED every_path_gives_the_same_logits (AVX-512 VNNI kernel): this CPU has no AVX-512 VNNI; the portable loop is checked"
+            );
+        }
+        for portable in [false, true] {
+            check_paths(portable);
+        }
+    }
+
+    fn check_paths(portable: bool) {
         // The last case is split across threads and has rows long enough for fewer input levels.
         for (rows, n) in [(37, 70), (1100, 64), (9, 256), (2100, 600)] {
             let weight: Vec<f32> = (0..rows * n)
@@ -277,7 +309,10 @@ mod tests {
                 .collect();
             let bias: Vec<f32> = (0..rows).map(|i| i as f32 / 100.0).collect();
             let x: Vec<f32> = (0..n).map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0).collect();
-            let p = ProposalProjection::new(&weight, &bias).unwrap();
+            let mut p = ProposalProjection::new(&weight, &bias).unwrap();
+            if portable {
+                p.use_portable_loop();
+            }
             let mut input = ProposalInput::default();
             assert!(p.prepare(&x, &mut input));
             let mut fast = vec![0.0; rows];
