@@ -1,7 +1,8 @@
 //! End-to-end tests of `lstm-lm train`, `generate`, `eval`, `score` and `info` through the real
 //! binary, each in a fresh temporary folder.
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 fn lstm_lm(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
@@ -163,6 +164,182 @@ fn train_then_generate_score_eval_info() {
     assert!(stdout(&o).contains("parameters"), "{}", stdout(&o));
 }
 
+/// Runs `lstm-lm` with its standard output a pipe whose reader takes the first `keep` bytes
+/// (none for 0) and then goes away, as `| head -c` does; returns how the command ended.
+fn with_reader_gone(args: &[&str], dir: &Path, keep: usize) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the lstm-lm binary runs");
+    let mut out = child.stdout.take().unwrap();
+    let mut first = vec![0u8; keep];
+    out.read_exact(&mut first)
+        .unwrap_or_else(|e| panic!("{args:?}: fewer than {keep} bytes on stdout: {e}"));
+    drop(out);
+    child.wait_with_output().unwrap()
+}
+
+/// Status 0 and nothing on stderr (no panic, no `Broken pipe` error).
+fn assert_quiet_success(o: &Output, what: &str) {
+    assert_eq!(o.status.code(), Some(0), "{what}: {}", stderr(o));
+    assert_eq!(stderr(o), "", "{what} wrote to stderr");
+}
+
+/// Every command ends quietly with status 0 when the reader of its output goes away, before
+/// anything was written or in the middle of a long output (`| head`).
+#[test]
+fn every_model_command_ends_quietly_when_its_reader_goes_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trained_run(dir);
+    // More output than a pipe holds (64 KiB), so the writer meets the closed pipe mid-way.
+    std::fs::write(dir.join("many.txt"), CORPUS.repeat(400)).unwrap();
+    let never_read: [&[&str]; 8] = [
+        &[
+            "generate",
+            "--model",
+            "run",
+            "--prompt",
+            "the keeper",
+            "--max-tokens",
+            "20",
+        ],
+        &["score", "--model", "run", "the keeper climbed the tower"],
+        &[
+            "score",
+            "--model",
+            "run",
+            "--json",
+            "the keeper climbed the tower",
+        ],
+        &["eval", "--model", "run", "--data", "corpus.txt"],
+        &["eval", "--model", "run", "--data", "corpus.txt", "--json"],
+        &["info", "--model", "run"],
+        &["info", "--model", "run", "--json"],
+        &["score", "--model", "run", "--file", "many.txt"],
+    ];
+    for args in never_read {
+        assert_quiet_success(&with_reader_gone(args, dir, 0), &args.join(" "));
+    }
+    let read_a_little: [&[&str]; 2] = [
+        &["score", "--model", "run", "--file", "many.txt"],
+        &[
+            "generate",
+            "--model",
+            "run",
+            "--prompt",
+            "the keeper",
+            "--max-tokens",
+            "100000",
+        ],
+    ];
+    for args in read_a_little {
+        assert_quiet_success(&with_reader_gone(args, dir, 100), &args.join(" "));
+    }
+    // Training saves the run first, then prints its summary and sample to the closed pipe.
+    let args = [
+        "train",
+        "--preset",
+        "seed",
+        "--data",
+        "corpus.txt",
+        "--out",
+        "again",
+        "--epochs",
+        "1",
+        "--hidden-size",
+        "16",
+        "--quiet",
+        "--sample-tokens",
+        "5",
+    ];
+    assert_quiet_success(&with_reader_gone(&args, dir, 0), "train");
+    assert!(dir.join("again/model.bpk").is_file());
+}
+
+/// `--max-tokens` of `usize::MAX` is a limit never reached, not a size to reserve: generation
+/// streams until its reader has had enough.
+#[test]
+fn max_tokens_of_usize_max_streams_until_the_reader_goes_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trained_run(dir);
+    let max = usize::MAX.to_string();
+    for greedy in [false, true] {
+        let mut args = vec![
+            "generate",
+            "--model",
+            "run",
+            "--prompt",
+            "the keeper",
+            "--max-tokens",
+            &max,
+        ];
+        if greedy {
+            args.push("--greedy");
+        }
+        let o = with_reader_gone(&args, dir, 5000);
+        assert_quiet_success(&o, &args.join(" "));
+    }
+}
+
+/// Sizes past the model's limits are refused before anything is built or trained, with one
+/// line naming the flag and the limit; so is a run folder whose config claims such a size.
+#[test]
+fn absurd_sizes_are_refused_before_allocating() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("corpus.txt"), CORPUS).unwrap();
+    let max = usize::MAX.to_string();
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--data", "corpus.txt", "--out", "x", "--quiet"];
+        args.extend_from_slice(extra);
+        lstm_lm(&args, dir)
+    };
+    assert_clean_error(
+        &train(&["--hidden-size", "100000"]),
+        "model.hidden_size (--hidden-size) = 100000 is above the limit of 65536",
+    );
+    assert_clean_error(
+        &train(&["--embedding-size", &max]),
+        "model.embedding_size (--embedding-size) = 18446744073709551615 is above the limit of 65536",
+    );
+    assert_clean_error(
+        &train(&["--layers", "1000"]),
+        "model.num_layers (--layers) = 1000 is above the limit of 64",
+    );
+    assert_clean_error(
+        &train(&["--hidden-size", "60000", "--layers", "60"]),
+        "parameters, above the limit of 2147483648",
+    );
+    assert_clean_error(
+        &train(&["--tokenizer", "bpe", "--set", "data.vocab_size=100000000"]),
+        "data.vocab_size = 100000000 is above the limit of 16777216",
+    );
+    assert_clean_error(
+        &train(&["--sample-tokens", &max]),
+        "--sample-tokens 18446744073709551615 is above the limit of 100000",
+    );
+    assert!(!dir.join("x").exists(), "a refused run left a folder");
+
+    // A config.json edited to claim a hidden size of a billion.
+    let run = trained_run(dir);
+    let path = run.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["model"]["hidden_size"] = serde_json::json!(1_000_000_000u64);
+    std::fs::write(&path, config.to_string()).unwrap();
+    for command in ["info", "generate"] {
+        assert_clean_error(
+            &lstm_lm(&[command, "--model", "run"], dir),
+            "hidden_size = 1000000000 is above the limit of 65536",
+        );
+    }
+}
+
 #[test]
 fn bad_inputs_give_one_line_errors() {
     let tmp = tempfile::tempdir().unwrap();
@@ -268,28 +445,30 @@ fn bad_inputs_give_one_line_errors() {
     );
 }
 
+/// Ctrl-C stops a run with status 130 and a checkpoint; `--resume` then trains the rest, and
+/// ends with the same weights, to the byte, as a run of as many epochs that was never stopped.
 #[test]
-fn interrupted_training_exits_130_and_resumes() {
+fn interrupted_training_exits_130_and_resumes_to_the_uninterrupted_weights() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::write(dir.join("corpus.txt"), CORPUS.repeat(20)).unwrap();
+    let settings = [
+        "--preset",
+        "seed",
+        "--data",
+        "corpus.txt",
+        "--batch-size",
+        "4",
+        "--hidden-size",
+        "32",
+        "--seed",
+        "7",
+        "--sample-tokens",
+        "0",
+    ];
     let child = Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
-        .args([
-            "train",
-            "--preset",
-            "seed",
-            "--data",
-            "corpus.txt",
-            "--out",
-            "run",
-            "--epochs",
-            "400",
-            "--batch-size",
-            "4",
-            "--log-lines",
-            "--sample-tokens",
-            "0",
-        ])
+        .args(["train", "--out", "run", "--epochs", "400", "--log-lines"])
+        .args(settings)
         .current_dir(dir)
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -307,21 +486,57 @@ fn interrupted_training_exits_130_and_resumes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("--resume"), "{err}");
+
+    // Two epochs past the last one finished: whatever the moment of the interruption, the
+    // resumed run trains at least one whole epoch.
+    let epochs = epoch_losses(&dir.join("run")).len() + 2;
+    let epochs = epochs.to_string();
     let o = lstm_lm(
-        &[
-            "train",
-            "--resume",
-            "run",
-            "--epochs",
-            "1",
-            "--quiet",
-            "--sample-tokens",
-            "0",
-        ],
+        &["train", "--resume", "run", "--epochs", &epochs, "--quiet"],
         dir,
     );
-    // The run already passed epoch 1: resuming to 1 epoch finishes at once.
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("trained {epochs} epochs")),
+        "{}",
+        stdout(&o)
+    );
+    let o = lstm_lm(
+        &[
+            &["train", "--out", "whole", "--epochs", &epochs, "--quiet"],
+            &settings[..],
+        ]
+        .concat(),
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let resumed = epoch_losses(&dir.join("run"));
+    let whole = epoch_losses(&dir.join("whole"));
+    assert_eq!(resumed.len().to_string(), epochs);
+    assert_eq!(resumed, whole, "per-epoch training losses");
+    let weights = |run: &str| std::fs::read(dir.join(run).join("model.bpk")).unwrap();
+    assert!(
+        weights("run") == weights("whole"),
+        "the resumed run's weights differ from the uninterrupted run's"
+    );
+}
+
+/// The training loss of every finished epoch in a run's `metrics.jsonl`, in order (the last
+/// line for an epoch wins, should a resumed run have written it again).
+fn epoch_losses(run: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let mut losses: std::collections::BTreeMap<u64, f64> = Default::default();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["event"] == "epoch" {
+            losses.insert(
+                v["epoch"].as_u64().unwrap(),
+                v["train_loss"].as_f64().unwrap(),
+            );
+        }
+    }
+    losses.into_values().collect()
 }
 
 /// `lstm-lm` with a private `XDG_RUNTIME_DIR` (Mesa's window-system code otherwise prints a

@@ -422,3 +422,89 @@ fn closed_stdout_is_not_an_error() {
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
 }
+
+/// Runs `args` with its standard output a pipe that is closed before anything is read.
+fn reader_gone_at_once(d: &Dir, args: &[&str]) -> Output {
+    let mut child = d
+        .command(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+/// Every text command ends with status 0 and nothing on stderr when its reader goes away,
+/// before it wrote anything or in the middle of a long output.
+#[test]
+fn every_text_command_ends_quietly_when_its_reader_goes_away() {
+    let d = Dir::new();
+    d.write("corpus.txt", CORPUS);
+    d.tokenize("word", "corpus.txt", "tok.json");
+    d.write("big.txt", "the cat sat on the mat\n".repeat(50_000));
+    d.write("ids.txt", "1 2 3 4 5 6\n".repeat(50_000));
+    let commands: [&[&str]; 4] = [
+        &[
+            "tokenize",
+            "--kind",
+            "word",
+            "--input",
+            "corpus.txt",
+            "--out",
+            "t2.json",
+        ],
+        &["encode", "--tokenizer", "tok.json", "big.txt"],
+        &["encode", "--tokenizer", "tok.json", "--json", "big.txt"],
+        &["decode", "--tokenizer", "tok.json", "ids.txt"],
+    ];
+    for args in commands {
+        let output = reader_gone_at_once(&d, args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stderr), "", "{args:?}");
+    }
+    // Decoding a long output, the reader leaving after the first line.
+    let mut child = d
+        .command(&["decode", "--tokenizer", "tok.json", "ids.txt"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(!line.is_empty());
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+}
+
+/// A BPE vocabulary size past what a model can have is refused before any training, naming
+/// the flag and the limit.
+#[test]
+fn tokenize_refuses_a_vocabulary_past_the_limit() {
+    let d = Dir::new();
+    d.write("corpus.txt", CORPUS);
+    let max = usize::MAX.to_string();
+    d.fails(
+        &[
+            "tokenize",
+            "--kind",
+            "bpe",
+            "--vocab-size",
+            &max,
+            "--input",
+            "corpus.txt",
+            "--out",
+            "t.json",
+        ],
+        &["--vocab-size 18446744073709551615 is above the limit of 16777216"],
+    );
+}

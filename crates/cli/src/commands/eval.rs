@@ -1,4 +1,5 @@
 //! `lstm-lm eval`: loss, perplexity and accuracy of a run on a text file.
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -31,13 +32,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let r = lstm_lm_train::on_pool(move || -> Result<_> {
         Ok(LoadedRun::load(&model, device)?.evaluate_file(&data)?)
     })?;
+    let mut out = std::io::stdout().lock();
     if args.json {
-        println!("{}", serde_json::to_string(&r)?);
+        writeln!(out, "{}", serde_json::to_string(&r)?)?;
     } else {
-        println!(
+        writeln!(
+            out,
             "loss {:.4}  perplexity {:.2}  accuracy {:.4}  tokens {}",
             r.loss, r.ppl, r.accuracy, r.tokens
-        );
+        )?;
     }
+    out.flush()?;
     Ok(())
 }

@@ -52,10 +52,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     // On a pool thread, like training: see `lstm_lm_train::on_pool`.
     lstm_lm_train::on_pool(move || {
         let run = LoadedRun::load(&args.model, device)?;
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
+        let mut out = std::io::stdout().lock();
         out.write_all(args.prompt.as_bytes())?;
         out.flush()?;
+        // The library's callback error has no room for an `io::Error` source, so the write
+        // error itself is kept here and returned whole: `main` recognises a closed pipe by it.
+        let mut write_error: Option<std::io::Error> = None;
         let result = run.generate(
             &args.prompt,
             args.max_tokens,
@@ -63,15 +65,23 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             args.seed,
             |piece| {
                 out.write_all(piece.as_bytes())
-                    .and_then(|_| out.flush())
-                    .map_err(|e| TrainError::Io {
-                        path: "<stdout>".into(),
-                        cause: e,
+                    .and_then(|()| out.flush())
+                    .map_err(|e| {
+                        let stop =
+                            TrainError::Input(format!("cannot write to standard output: {e}"));
+                        write_error = Some(e);
+                        stop
                     })
             },
         );
+        if let Some(e) = write_error {
+            return Err(
+                anyhow::Error::new(e).context("cannot write the generated text to standard output")
+            );
+        }
         result?;
         writeln!(out)?;
+        out.flush()?;
         Ok(())
     })
 }

@@ -1,4 +1,5 @@
 //! `lstm-lm info`: what a run folder holds.
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -38,43 +39,46 @@ pub fn run(args: InfoArgs) -> Result<()> {
         .iter()
         .rev()
         .find(|e| matches!(e, MetricEvent::Test { .. }));
+    let mut out = std::io::stdout().lock();
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "config": config,
-                "parameters": params,
-                "tokenizer": tokenizer.kind().name(),
-                "vocab_size": tokenizer.vocab_size(),
-                "epochs": epochs,
-                "test": test,
-            })
-        );
+        let summary = serde_json::json!({
+            "config": config,
+            "parameters": params,
+            "tokenizer": tokenizer.kind().name(),
+            "vocab_size": tokenizer.vocab_size(),
+            "epochs": epochs,
+            "test": test,
+        });
+        writeln!(out, "{summary}")?;
+        out.flush()?;
         return Ok(());
     }
     let m = &config.model;
-    println!("run        {}", args.model.display());
+    writeln!(out, "run        {}", args.model.display())?;
     if !config.settings.description.is_empty() {
-        println!("preset     {}", config.settings.description);
+        writeln!(out, "preset     {}", config.settings.description)?;
     }
-    println!(
+    writeln!(
+        out,
         "model      {:?} {} layer(s), embedding {}, hidden {}, dropout {}, tied {}",
         m.cell, m.num_layers, m.embedding_size, m.hidden_size, m.dropout_between, m.tie_weights
-    );
-    println!("parameters {params}");
-    println!(
+    )?;
+    writeln!(out, "parameters {params}")?;
+    writeln!(
+        out,
         "tokenizer  {} with {} ids; recipe {:?}",
         tokenizer.kind().name(),
         tokenizer.vocab_size(),
         config.settings.data.recipe
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "optimizer  {:?} lr {} clip {:?}; backend {}",
         config.settings.optim.optimizer,
         config.settings.optim.lr,
         config.settings.optim.clip,
         config.backend
-    );
+    )?;
     for e in &epochs {
         if let MetricEvent::Epoch {
             epoch,
@@ -85,17 +89,19 @@ pub fn run(args: InfoArgs) -> Result<()> {
             ..
         } = e
         {
-            println!(
+            writeln!(
+                out,
                 "epoch {epoch:>3}  train loss {train_loss:.4}  valid ppl {}  lr {lr:.4e}{}",
                 valid_ppl
                     .map(|p| format!("{p:.2}"))
                     .unwrap_or_else(|| "-".into()),
                 if *best { "  best" } else { "" }
-            );
+            )?;
         }
     }
     if let Some(MetricEvent::Test { ppl, loss, .. }) = test {
-        println!("test       loss {loss:.4}  perplexity {ppl:.2}");
+        writeln!(out, "test       loss {loss:.4}  perplexity {ppl:.2}")?;
     }
+    out.flush()?;
     Ok(())
 }

@@ -1,4 +1,5 @@
 //! `lstm-lm score`: log-probabilities of a text under a run's model.
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
@@ -42,6 +43,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     // On a pool thread, like training: see `lstm_lm_train::on_pool`.
     lstm_lm_train::on_pool(move || -> Result<()> {
         let run = LoadedRun::load(&model, device)?;
+        let mut out = std::io::stdout().lock();
         for text in &texts {
             let s = run.score(text)?;
             if json {
@@ -50,28 +52,28 @@ pub fn run(args: ScoreArgs) -> Result<()> {
                     .iter()
                     .map(|(t, lp)| serde_json::json!({"token": t, "logprob": lp}))
                     .collect();
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "text": text,
-                        "total_logprob": s.total_logprob,
-                        "ppl": s.ppl,
-                        "tokens": tokens,
-                    })
-                );
+                let line = serde_json::json!({
+                    "text": text,
+                    "total_logprob": s.total_logprob,
+                    "ppl": s.ppl,
+                    "tokens": tokens,
+                });
+                writeln!(out, "{line}")?;
             } else {
-                println!("{text}");
+                writeln!(out, "{text}")?;
                 for (t, lp) in &s.tokens {
-                    println!("  {lp:>9.4}  {t}");
+                    writeln!(out, "  {lp:>9.4}  {t}")?;
                 }
-                println!(
+                writeln!(
+                    out,
                     "  total log-probability {:.4} over {} tokens, perplexity {:.2}",
                     s.total_logprob,
                     s.tokens.len(),
                     s.ppl
-                );
+                )?;
             }
         }
+        out.flush()?;
         Ok(())
     })
 }

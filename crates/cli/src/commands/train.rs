@@ -1,4 +1,5 @@
 //! `lstm-lm train`: fit a tokenizer, train a model, write a run folder.
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
@@ -10,6 +11,10 @@ use lstm_lm_train::{
 
 use super::device_args::{DeviceArgs, DevicesSpec, parse_devices};
 use super::stop_signals::StopSignals;
+
+/// Most tokens `--sample-tokens` may ask for: the sample is collected before it is printed, and
+/// `lstm-lm generate` is there for longer text.
+pub const MAX_SAMPLE_TOKENS: usize = 100_000;
 
 /// Train a language model on text files.
 #[derive(Debug, Args)]
@@ -213,6 +218,12 @@ fn toml_float(x: f64) -> String {
 
 /// Runs `lstm-lm train`; returns the process exit status.
 pub fn run(args: TrainArgs) -> Result<i32> {
+    if args.sample_tokens > MAX_SAMPLE_TOKENS {
+        bail!(
+            "--sample-tokens {} is above the limit of {MAX_SAMPLE_TOKENS}; use lstm-lm generate --max-tokens for longer text",
+            args.sample_tokens
+        );
+    }
     let resume = args.resume.is_some();
     if resume {
         let ignored = args.preset.is_some()
@@ -297,8 +308,11 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             if let Some(t) = &summary.test {
                 line.push_str(&format!(", test loss {:.4} (ppl {:.2})", t.loss, t.ppl));
             }
-            println!("{line}");
-            println!("model saved in \"{}\"", out.display());
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{line}")?;
+            writeln!(stdout, "model saved in \"{}\"", out.display())?;
+            stdout.flush()?;
+            drop(stdout);
             if args.sample_tokens > 0 {
                 print_sample(&out, device, &args.sample_prompt, args.sample_tokens)?;
             }
@@ -343,8 +357,9 @@ fn print_sample(
             Ok(())
         },
     ) {
-        Ok(_) => println!("sample: {}", text.trim()),
-        Err(e) => println!("no sample: {e}"),
+        Ok(_) => writeln!(std::io::stdout(), "sample: {}", text.trim())?,
+        Err(e) => writeln!(std::io::stdout(), "no sample: {e}")?,
     }
+    std::io::stdout().flush()?;
     Ok(())
 }
