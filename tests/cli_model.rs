@@ -489,10 +489,19 @@ fn interrupted_training_exits_130_and_resumes_to_the_uninterrupted_weights() {
 
     // What the model is at the interruption: the resumed run must move on from it.
     let figures = |run: &str| {
-        let eval = lstm_lm(&["eval", "--model", run, "--data", "corpus.txt", "--json"], dir);
+        let eval = lstm_lm(
+            &["eval", "--model", run, "--data", "corpus.txt", "--json"],
+            dir,
+        );
         assert!(eval.status.success(), "{}", stderr(&eval));
         let score = lstm_lm(
-            &["score", "--model", run, "--json", "the keeper climbed the tower at dusk"],
+            &[
+                "score",
+                "--model",
+                run,
+                "--json",
+                "the keeper climbed the tower at dusk",
+            ],
             dir,
         );
         assert!(score.status.success(), "{}", stderr(&score));
@@ -533,7 +542,10 @@ fn interrupted_training_exits_130_and_resumes_to_the_uninterrupted_weights() {
     // random parameter ids, so its bytes differ between any two runs).
     let resumed = figures("run");
     assert_eq!(resumed, figures("whole"), "resumed vs uninterrupted");
-    assert_ne!(resumed, at_interruption, "nothing was trained after resuming");
+    assert_ne!(
+        resumed, at_interruption,
+        "nothing was trained after resuming"
+    );
 }
 
 /// The training loss of every finished epoch in a run's `metrics.jsonl`, in order (the last

@@ -373,7 +373,7 @@ pub fn run_one(args: &BenchOneArgs) -> Result<()> {
     })?;
     let med = median(&wall);
     let min = wall.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = wall.iter().copied().fold(0.0, f64::max);
+    let max = wall.iter().copied().max_by(f64::total_cmp).unwrap_or(0.0);
     println!(
         "lstm-lm {} {unit}={:.1} median_ms={med:.3} min_ms={min:.3} max_ms={max:.3} cpu_ms={:.3} iters={} threads={} backend={}{}",
         args.config.name(),
