@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// `cargo xtask fuzz` holds its targets to a limit on single allocations; every other
+// subcommand runs with the limit off (it is armed only while a fuzz case runs).
+#[global_allocator]
+static ALLOCATOR: xtask::fuzz::LimitedAllocator = xtask::fuzz::LimitedAllocator;
+
 #[derive(Debug, Parser)]
 #[command(name = "xtask", about = "Project tasks for lstm-lm", version)]
 struct Cli {
@@ -26,6 +31,8 @@ enum Command {
     GpuBench(xtask::gpu_bench::GpuBenchArgs),
     /// Train a recipe (a dataset and a preset), evaluate it, compare with the published figure.
     Train(xtask::recipes::TrainArgs),
+    /// Fuzz every loader with mutated files and random input; cases and failures per target.
+    Fuzz(xtask::fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +45,7 @@ fn main() -> ExitCode {
         Command::BenchOne(args) => xtask::bench::run_one(&args),
         Command::GpuBench(args) => xtask::gpu_bench::run(&args),
         Command::Train(args) => xtask::recipes::run(&args),
+        Command::Fuzz(args) => xtask::fuzz::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,6 +38,22 @@ impl BpeTokenizer {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        let texts: Vec<S> = texts.into_iter().collect();
+        let pieces: Vec<&str> = texts.iter().flat_map(|t| chunks(t.as_ref())).collect();
+        Self::train_pieces(pieces.into_iter(), vocab_size)
+    }
+
+    /// As [`train`](Self::train), on pieces the `ByteLevel` pre-tokenizer splits as it splits
+    /// their concatenation (cut where [`cut_point`] cuts), read once, in any order: the
+    /// vocabulary is trained on text that never needs to be in memory whole.
+    ///
+    /// # Errors
+    /// As [`train`](Self::train).
+    pub(crate) fn train_pieces<I, S>(pieces: I, vocab_size: usize) -> Result<Self>
+    where
+        I: Iterator<Item = S> + Send,
+        S: AsRef<str> + Send,
+    {
         if vocab_size < BYTE_SYMBOLS {
             return Err(TextPrepError::BpeVocabTooSmall { vocab_size });
         }
@@ -50,9 +66,7 @@ impl BpeTokenizer {
             .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
             .build()
             .into();
-        let texts: Vec<S> = texts.into_iter().collect();
-        let pieces: Vec<&str> = texts.iter().flat_map(|t| chunks(t.as_ref())).collect();
-        hf.train(&mut trainer, pieces.into_iter())
+        hf.train(&mut trainer, pieces)
             .map_err(|e| TextPrepError::tokenizers("training the bpe vocabulary", e))?;
         Self::from_hf(hf).map_err(|reason| TextPrepError::Tokenizers {
             doing: "training the bpe vocabulary",
@@ -142,7 +156,10 @@ fn chunks(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Where to end the first piece of `text` (see [`chunks`]), or `None` to keep it whole.
-fn cut_point(text: &str) -> Option<usize> {
+///
+/// A cut found in a prefix of a text is the cut the whole text gets: `None` whenever what
+/// follows the prefix could matter.
+pub(crate) fn cut_point(text: &str) -> Option<usize> {
     let mut from = CHUNK_BYTES;
     loop {
         let newline = from

@@ -22,6 +22,29 @@ pub struct CharTokenizer {
     ascii: Box<[u32; 128]>,
 }
 
+/// Fits a [`CharTokenizer`] on text given in any number of pieces.
+#[derive(Default)]
+pub(crate) struct CharFitter {
+    chars: Vec<char>,
+    seen: std::collections::HashSet<char>,
+}
+
+impl CharFitter {
+    /// Adds the characters of `text` not seen before.
+    pub(crate) fn add(&mut self, text: &str) {
+        for c in text.chars() {
+            if self.seen.insert(c) {
+                self.chars.push(c);
+            }
+        }
+    }
+
+    /// The tokenizer.
+    pub(crate) fn finish(self) -> CharTokenizer {
+        CharTokenizer::from_chars_unchecked(self.chars)
+    }
+}
+
 impl CharTokenizer {
     /// Builds the vocabulary from `texts`, in order of first appearance.
     pub fn fit<I, S>(texts: I) -> Self
@@ -29,16 +52,11 @@ impl CharTokenizer {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut chars = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut fitter = CharFitter::default();
         for text in texts {
-            for c in text.as_ref().chars() {
-                if seen.insert(c) {
-                    chars.push(c);
-                }
-            }
+            fitter.add(text.as_ref());
         }
-        Self::from_chars_unchecked(chars)
+        fitter.finish()
     }
 
     /// A tokenizer whose character with id `i` is `chars[i]`.

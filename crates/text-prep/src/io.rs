@@ -1,7 +1,7 @@
 //! Reading text files, cutting them into lines, and writing files atomically.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, TextPrepError};
@@ -21,6 +21,119 @@ pub fn read_text_file(path: impl AsRef<Path>) -> Result<String> {
         path: path.to_path_buf(),
         byte: e.utf8_error().valid_up_to(),
     })
+}
+
+/// The size of the pieces [`TextPieces::open`] reads when asked for the default (1 MiB).
+pub const READ_PIECE_BYTES: usize = 1 << 20;
+
+/// A UTF-8 text file read in pieces of about `piece_bytes` bytes, so that a file of any size
+/// is read in a bounded amount of memory.
+///
+/// Each piece is valid UTF-8 and ends on a character boundary (a character cut by a read is
+/// completed by the next one); joined, the pieces are the file's text, as
+/// [`read_text_file`] returns it. The first error (an unreadable file, bytes that are not
+/// UTF-8) is the last item.
+#[derive(Debug)]
+pub struct TextPieces {
+    path: PathBuf,
+    file: File,
+    piece_bytes: usize,
+    /// The start of a character that the last read cut (at most 3 bytes).
+    carry: Vec<u8>,
+    /// Bytes handed out so far, to place a bad byte in the file.
+    offset: usize,
+    done: bool,
+}
+
+impl TextPieces {
+    /// Opens `path` to read it in pieces of about `piece_bytes` bytes (at least 1).
+    ///
+    /// # Errors
+    /// [`TextPrepError::Read`] when the file cannot be opened.
+    pub fn open(path: impl AsRef<Path>, piece_bytes: usize) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|source| TextPrepError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            file,
+            piece_bytes: piece_bytes.max(1),
+            carry: Vec::new(),
+            offset: 0,
+            done: false,
+        })
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn next_piece(&mut self) -> Result<Option<String>> {
+        let mut bytes = std::mem::take(&mut self.carry);
+        loop {
+            let start = bytes.len();
+            bytes.resize(start + self.piece_bytes, 0);
+            let read = loop {
+                match self.file.read(&mut bytes[start..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(source) => {
+                        return Err(TextPrepError::Read {
+                            path: self.path.clone(),
+                            source,
+                        });
+                    }
+                }
+            };
+            bytes.truncate(start + read);
+            let at_end = read == 0;
+            match std::str::from_utf8(&bytes) {
+                Ok(_) if bytes.is_empty() => return Ok(None),
+                Ok(_) => break,
+                Err(e) => {
+                    let good = e.valid_up_to();
+                    // A character cut by the read: keep its start for the next piece, unless
+                    // the file ends there.
+                    if e.error_len().is_none() && !at_end {
+                        if good > 0 {
+                            self.carry = bytes.split_off(good);
+                            break;
+                        }
+                        continue;
+                    }
+                    return Err(TextPrepError::NotUtf8 {
+                        path: self.path.clone(),
+                        byte: self.offset + good,
+                    });
+                }
+            }
+        }
+        self.offset += bytes.len();
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| TextPrepError::NotUtf8 {
+                path: self.path.clone(),
+                byte: self.offset + e.utf8_error().valid_up_to(),
+            })
+    }
+}
+
+impl Iterator for TextPieces {
+    type Item = Result<String>;
+
+    fn next(&mut self) -> Option<Result<String>> {
+        if self.done {
+            return None;
+        }
+        let piece = self.next_piece().transpose();
+        if !matches!(piece, Some(Ok(_))) {
+            self.done = true;
+        }
+        piece
+    }
 }
 
 /// The lines of a text, the way iterating over a file in Python sees them.
@@ -137,6 +250,43 @@ mod tests {
             err.to_string()
                 .contains("latin1.txt\" is not valid UTF-8 at byte 11")
         );
+    }
+
+    fn pieces_of(bytes: &[u8], piece_bytes: usize) -> Result<Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.txt");
+        fs::write(&path, bytes).unwrap();
+        TextPieces::open(&path, piece_bytes).unwrap().collect()
+    }
+
+    #[test]
+    fn pieces_join_to_the_whole_text_at_any_size() {
+        let text = "héllo wörld\n🙂 emoji\r\nlast line without newline";
+        for size in [1, 2, 3, 4, 5, 7, 64, 1 << 20] {
+            let pieces = pieces_of(text.as_bytes(), size).unwrap();
+            assert_eq!(pieces.concat(), text, "piece size {size}");
+            assert!(pieces.iter().all(|p| !p.is_empty()));
+            if size >= 4 {
+                assert!(pieces.iter().all(|p| p.len() <= size + 3), "{size}");
+            }
+        }
+        assert!(pieces_of(b"", 8).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pieces_report_the_first_bad_byte_like_read_text_file() {
+        let bytes = b"caf\xc3\xa9 ok\nna\xefve";
+        for size in [1, 2, 3, 5, 11, 12, 100] {
+            match pieces_of(bytes, size) {
+                Err(TextPrepError::NotUtf8 { byte, .. }) => assert_eq!(byte, 11, "{size}"),
+                other => panic!("piece size {size}: {other:?}"),
+            }
+        }
+        // A character cut by the end of the file.
+        match pieces_of(b"ab\xe2\x82", 2) {
+            Err(TextPrepError::NotUtf8 { byte, .. }) => assert_eq!(byte, 2),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

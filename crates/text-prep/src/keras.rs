@@ -159,6 +159,17 @@ impl KerasTokenizer {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        self.count_texts(texts);
+        self.renumber();
+    }
+
+    /// Counts the words of `texts` without renumbering; [`renumber`](Self::renumber) must
+    /// follow before the tokenizer is used (fitting in many calls renumbers once).
+    pub(crate) fn count_texts<I, S>(&mut self, texts: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         let mut buf = String::new();
         for text in texts {
             self.document_count += 1;
@@ -172,11 +183,10 @@ impl KerasTokenizer {
                 }
             });
         }
-        self.renumber();
     }
 
     /// Numbers the words as Keras does: stable sort by descending count, OOV token first.
-    fn renumber(&mut self) {
+    pub(crate) fn renumber(&mut self) {
         let mut order: Vec<usize> = (0..self.counts.len()).collect();
         // `sort_by` is stable, like Python's `list.sort(reverse=True)`: ties keep their order.
         order.sort_by(|&a, &b| self.counts[b].1.cmp(&self.counts[a].1));

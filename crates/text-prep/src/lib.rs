@@ -24,6 +24,7 @@ mod keras;
 mod ngram;
 mod padding;
 mod split;
+mod stream;
 pub mod synthetic;
 mod tbptt;
 mod tokenizer;
@@ -35,11 +36,12 @@ pub use categorical::to_categorical;
 pub use chars::{CHAR_UNK_TOKEN, CharTokenizer};
 pub use decode::StreamDecoder;
 pub use error::{Result, TextPrepError};
-pub use io::{read_text_file, text_lines, write_atomic};
+pub use io::{READ_PIECE_BYTES, TextPieces, read_text_file, text_lines, write_atomic};
 pub use keras::{KERAS_FILTERS, KerasTokenizer, text_to_word_sequence};
 pub use ngram::{NgramBatch, NgramBatcher, NgramDataset};
 pub use padding::{Padded, Padding, Truncating, pad_into, pad_sequences};
 pub use split::{Splits, split_by_fraction, split_text_by_fraction};
+pub use stream::StreamEncoder;
 pub use tbptt::{TbpttBatch, TbpttBatcher, TbpttWindows};
 pub use tokenizer::{
     DEFAULT_BPE_VOCAB_SIZE, KERAS_PAD_TOKEN, TextTokenizer, TokenizerConfig, TokenizerKind,

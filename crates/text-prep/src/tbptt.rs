@@ -14,10 +14,14 @@
 use crate::error::{Result, TextPrepError};
 
 /// A token stream cut into columns, served window by window.
+///
+/// The stream is owned (`Vec<u32>`) or borrowed (`&[u32]`, so that a large stream is not
+/// copied for each pass).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TbpttBatcher {
-    /// The kept tokens; column `b`, row `r` is `stream[b * rows + r]`.
-    stream: Vec<u32>,
+pub struct TbpttBatcher<S = Vec<u32>> {
+    /// The tokens; column `b`, row `r` is `stream[b * rows + r]`, and the last
+    /// `len % batch_size` are not used.
+    stream: S,
     rows: usize,
     batch_size: usize,
     bptt: usize,
@@ -38,29 +42,29 @@ pub struct TbpttBatch {
     pub window: usize,
 }
 
-impl TbpttBatcher {
+impl<S: AsRef<[u32]>> TbpttBatcher<S> {
     /// Cuts `stream` into `batch_size` columns, to be served in windows of `bptt` steps.
     ///
     /// # Errors
     /// [`TextPrepError::ZeroSize`] for a zero batch size or `bptt`, and
     /// [`TextPrepError::StreamTooShort`] when the columns would have fewer than two tokens
     /// (no input with a target).
-    pub fn new(mut stream: Vec<u32>, batch_size: usize, bptt: usize) -> Result<Self> {
+    pub fn new(stream: S, batch_size: usize, bptt: usize) -> Result<Self> {
         if batch_size == 0 {
             return Err(TextPrepError::ZeroSize { name: "batch size" });
         }
         if bptt == 0 {
             return Err(TextPrepError::ZeroSize { name: "bptt" });
         }
-        let rows = stream.len() / batch_size;
+        let len = stream.as_ref().len();
+        let rows = len / batch_size;
         if rows < 2 {
             return Err(TextPrepError::StreamTooShort {
-                len: stream.len(),
+                len,
                 batch_size,
                 needed: 2 * batch_size,
             });
         }
-        stream.truncate(rows * batch_size);
         Ok(Self {
             stream,
             rows,
@@ -103,7 +107,8 @@ impl TbpttBatcher {
         let seq_len = self.bptt.min(self.rows - 1 - start);
         let mut inputs = Vec::with_capacity(self.batch_size * seq_len);
         let mut targets = Vec::with_capacity(self.batch_size * seq_len);
-        for column in self.stream.chunks_exact(self.rows) {
+        let kept = &self.stream.as_ref()[..self.rows * self.batch_size];
+        for column in kept.chunks_exact(self.rows) {
             inputs.extend_from_slice(&column[start..start + seq_len]);
             targets.extend_from_slice(&column[start + 1..start + 1 + seq_len]);
         }
@@ -117,12 +122,12 @@ impl TbpttBatcher {
     }
 
     /// All windows in order.
-    pub fn windows(&self) -> TbpttWindows<'_> {
+    pub fn windows(&self) -> TbpttWindows<'_, S> {
         self.windows_from(0)
     }
 
     /// The windows from `start` on, to resume an epoch exactly where it stopped.
-    pub fn windows_from(&self, start: usize) -> TbpttWindows<'_> {
+    pub fn windows_from(&self, start: usize) -> TbpttWindows<'_, S> {
         let end = self.num_windows();
         TbpttWindows {
             batcher: self,
@@ -134,13 +139,13 @@ impl TbpttBatcher {
 
 /// Iterator over the windows of a [`TbpttBatcher`], built one at a time.
 #[derive(Debug, Clone)]
-pub struct TbpttWindows<'a> {
-    batcher: &'a TbpttBatcher,
+pub struct TbpttWindows<'a, S = Vec<u32>> {
+    batcher: &'a TbpttBatcher<S>,
     next: usize,
     end: usize,
 }
 
-impl Iterator for TbpttWindows<'_> {
+impl<S: AsRef<[u32]>> Iterator for TbpttWindows<'_, S> {
     type Item = TbpttBatch;
 
     fn next(&mut self) -> Option<TbpttBatch> {
@@ -158,7 +163,7 @@ impl Iterator for TbpttWindows<'_> {
     }
 }
 
-impl ExactSizeIterator for TbpttWindows<'_> {}
+impl<S: AsRef<[u32]>> ExactSizeIterator for TbpttWindows<'_, S> {}
 
 #[cfg(test)]
 mod tests {
@@ -170,7 +175,7 @@ mod tests {
         bptt: usize,
         expected: &[(&[u32], &[u32], usize)],
     ) {
-        let b = TbpttBatcher::new(stream.clone().collect(), batch, bptt).unwrap();
+        let b = TbpttBatcher::new(stream.clone().collect::<Vec<u32>>(), batch, bptt).unwrap();
         let got: Vec<(Vec<u32>, Vec<u32>, usize)> = b
             .windows()
             .map(|w| {
@@ -225,7 +230,7 @@ mod tests {
 
     #[test]
     fn counts_and_resume() {
-        let b = TbpttBatcher::new((0..1000).collect(), 10, 35).unwrap();
+        let b = TbpttBatcher::new((0..1000).collect::<Vec<u32>>(), 10, 35).unwrap();
         assert_eq!((b.rows(), b.num_windows(), b.num_targets()), (100, 3, 990));
         let last = b.window(2).unwrap();
         assert_eq!((last.seq_len, last.window), (29, 2));

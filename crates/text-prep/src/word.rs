@@ -33,18 +33,13 @@ impl WordTokenizer {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut builder = Builder::default();
+        let mut fitter = WordFitter::default();
         for text in texts {
             for line in text_lines(text.as_ref()) {
-                for word in line.split_whitespace() {
-                    builder.add(word);
-                }
-                builder.add(EOS_TOKEN);
+                fitter.add_line(line);
             }
         }
-        builder.add(UNK_TOKEN);
-        builder.add(EOS_TOKEN);
-        builder.finish()
+        fitter.finish()
     }
 
     /// A tokenizer whose token with id `i` is `tokens[i]`.
@@ -117,6 +112,29 @@ impl WordTokenizer {
         for line in text_lines(text) {
             self.encode_line_into(line, out);
         }
+    }
+}
+
+/// Fits a [`WordTokenizer`] one line at a time.
+#[derive(Default)]
+pub(crate) struct WordFitter {
+    builder: Builder,
+}
+
+impl WordFitter {
+    /// Adds the words of `line`, then `<eos>`.
+    pub(crate) fn add_line(&mut self, line: &str) {
+        for word in line.split_whitespace() {
+            self.builder.add(word);
+        }
+        self.builder.add(EOS_TOKEN);
+    }
+
+    /// The tokenizer, with `<unk>` and `<eos>` added if no line produced them.
+    pub(crate) fn finish(mut self) -> WordTokenizer {
+        self.builder.add(UNK_TOKEN);
+        self.builder.add(EOS_TOKEN);
+        self.builder.finish()
     }
 }
 

@@ -42,7 +42,7 @@ pub fn evaluate(
     let mut correct = 0.0f64;
     let mut tokens = 0u64;
     let mut state = None;
-    for batch in split.batches(batch_size, width, None) {
+    for batch in split.batches(batch_size, width, None)? {
         let ids = data::ids_tensor(&batch.inputs, batch.batch, batch.width, device);
         let targets = data::targets_tensor(&batch.targets, device);
         let hidden = match split {

@@ -265,6 +265,17 @@ impl RunDir {
             RUN_FORMAT,
             RUN_FORMAT_VERSION,
         )?;
+        // Sizes and values are checked before anything is built from them (an edited file
+        // could ask for a model that does not fit in memory).
+        let checked = config.model.validate().map_err(TrainError::from);
+        checked
+            .and_then(|()| config.settings.validate())
+            .map_err(|e| {
+                TrainError::RunDir(format!(
+                    "\"{}\" cannot be used: {e}; restore it or train again",
+                    path.display()
+                ))
+            })?;
         Ok(config)
     }
 

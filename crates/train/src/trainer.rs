@@ -128,8 +128,7 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         if run.config_path().exists() {
             return Err(already_holds_a_run(&run));
         }
-        let texts = data::load_texts(&opts.settings.data, &opts.data)?;
-        let tokenizer = data::fit_tokenizer(&opts.settings.data, &texts.train)?;
+        let tokenizer = data::fit_tokenizer_on_files(&opts.settings.data, &opts.data)?;
         let model = opts.settings.model.model_config(tokenizer.vocab_size());
         let config = RunConfig {
             format: RUN_FORMAT.into(),
@@ -160,7 +159,6 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             run.root().display()
         );
     }
-    let texts = data::load_texts(&settings.data, &config.data)?;
     let digests = config.data.digests()?;
     // On resume, the data must be what the run trained on so far.
     let changed = changed_data_files(&config.data_digests, &digests);
@@ -170,7 +168,12 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             changed.join("; ")
         )));
     }
-    let prepared = data::prepare(&settings.data, &tokenizer, &texts)?;
+    let quiet = opts.progress == ProgressMode::Quiet;
+    let prepared = data::prepare_files(&settings.data, &tokenizer, &config.data, &mut |line| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    })?;
     let mut config = config;
     config.ngram_width = prepared.ngram_width;
     let digests_changed = config.data_digests != digests;
@@ -308,7 +311,7 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         let epoch_start = Instant::now();
         let batches = prepared
             .train
-            .batches(d.batch_size, width, shuffle)
+            .batches(d.batch_size, width, shuffle)?
             .skip(st.batches_done)
             .take(per_epoch.saturating_sub(st.batches_done));
         // Time spent writing mid-epoch checkpoints, kept out of `train_s`.

@@ -1,0 +1,138 @@
+//! The fuzz targets of `cargo xtask fuzz`, a bounded number of cases each (about a minute in
+//! all, in release on two cores), and the inputs they found, kept as regression tests.
+//!
+//! Single allocations past 1 GiB abort this test binary while a case runs (the inputs are in
+//! `target/fuzz-tests/`); panics and errors that are not one line fail the test of the target.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use xtask::fuzz::{Budget, Fixtures, LimitedAllocator, run_target};
+
+#[global_allocator]
+static ALLOCATOR: LimitedAllocator = LimitedAllocator;
+
+/// The fixtures, made once; targets take turns (the allocation limit is process-wide, and
+/// burn's CPU backends share one random generator).
+fn fixtures() -> (MutexGuard<'static, ()>, &'static Fixtures) {
+    static TURN: Mutex<()> = Mutex::new(());
+    static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
+    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let fixtures = FIXTURES.get_or_init(|| Fixtures::new().expect("fuzz fixtures"));
+    (turn, fixtures)
+}
+
+fn save_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-tests")
+}
+
+fn fuzz(target: &str, cases: u64) {
+    let (_turn, fixtures) = fixtures();
+    let report = run_target(
+        target,
+        fixtures,
+        Budget::Cases(cases),
+        20_26,
+        Some(save_dir().as_path()),
+        |_| {},
+    );
+    eprintln!(
+        "{target}: {} cases, {} failures",
+        report.cases,
+        report.failures.len()
+    );
+    let failures: Vec<String> = report.failures.iter().map(ToString::to_string).collect();
+    assert!(failures.is_empty(), "{target}:\n{}", failures.join("\n"));
+    assert!(
+        report.cases >= cases,
+        "{target} ran {} of {cases} cases",
+        report.cases
+    );
+}
+
+/// One input through one target, as the fuzzer runs it.
+fn case(target: &str, slot: &str, input: &[u8]) -> Result<(), String> {
+    let (_turn, fixtures) = fixtures();
+    let slot = fixtures
+        .slots(target)
+        .iter()
+        .position(|s| s == slot)
+        .unwrap_or_else(|| panic!("{target} has no slot {slot}"));
+    xtask::fuzz::runner::run_case(fixtures, target, slot, input)
+}
+
+#[test]
+fn fuzz_tokenizer_json() {
+    fuzz("tokenizer-json", 400);
+}
+
+#[test]
+fn fuzz_config_json() {
+    fuzz("config-json", 150);
+}
+
+#[test]
+fn fuzz_checkpoint() {
+    fuzz("checkpoint", 200);
+}
+
+#[test]
+fn fuzz_model_bpk() {
+    fuzz("model-bpk", 200);
+}
+
+#[test]
+fn fuzz_corpus() {
+    fuzz("corpus", 300);
+}
+
+#[test]
+fn fuzz_prompt() {
+    fuzz("prompt", 200);
+}
+
+#[test]
+fn every_target_has_slots_and_a_test() {
+    let (_turn, fixtures) = fixtures();
+    let source = include_str!("fuzz.rs");
+    for t in xtask::fuzz::TARGETS {
+        assert!(!fixtures.slots(t.name).is_empty(), "{} has no slot", t.name);
+        assert!(
+            source.contains(&format!("fuzz(\"{}\"", t.name)),
+            "{} is not tested",
+            t.name
+        );
+    }
+}
+
+/// Corpus bytes the random inputs rarely make: a 10 MB line (with and without spaces), NUL,
+/// lone CR, invalid UTF-8 in the middle and at the end, an empty file.
+#[test]
+fn corpus_extremes_give_results_or_one_line_errors() {
+    let words = "word ".repeat(2_000_000);
+    let run = "x".repeat(10_000_000);
+    let inputs: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "a 10 MB line of words",
+            format!("a b\n{words}\nc d\n").into_bytes(),
+        ),
+        ("a 10 MB word", format!("a b\n{run}\n").into_bytes()),
+        ("NUL", b"a\0b c\0\nd e\0\n".to_vec()),
+        ("lone CR", b"a b\rc d\re f\r".to_vec()),
+        ("invalid UTF-8 inside", b"a b\n\xff\xfe c\n".to_vec()),
+        ("a cut character at the end", b"a b c\n\xe2\x82".to_vec()),
+        ("empty", Vec::new()),
+        ("spaces only", b" \n\t\n \r\n".to_vec()),
+    ];
+    for (what, bytes) in &inputs {
+        for (slot, ..) in xtask::fuzz::targets::corpus_slots() {
+            if bytes.len() > 1_000_000 && slot.contains("ngram") {
+                // Every prefix of a 2-million-word line: quadratic by design of the recipe.
+                continue;
+            }
+            if let Err(message) = case("corpus", slot, bytes) {
+                panic!("{what} with {slot}: {message}");
+            }
+        }
+    }
+}
