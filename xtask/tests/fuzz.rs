@@ -136,3 +136,83 @@ fn corpus_extremes_give_results_or_one_line_errors() {
         }
     }
 }
+
+/// The seed file of a slot, parsed, edited by `edit`, and written back as the fuzzer does.
+fn edited_json(target: &str, slot: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let bytes = {
+        let (_turn, fixtures) = fixtures();
+        match target {
+            "tokenizer-json" => {
+                let (_, b) = fixtures.tokenizers.iter().find(|(n, _)| n == slot).unwrap();
+                b.clone()
+            }
+            _ => {
+                let run = fixtures.runs.iter().find(|r| r.name == slot).unwrap();
+                std::fs::read(run.dir.join("config.json")).unwrap()
+            }
+        }
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    edit(&mut value);
+    serde_json::to_vec_pretty(&value).unwrap()
+}
+
+/// Found by the fuzzer: a keras-word tokenizer.json whose vocabulary gives one word the id
+/// 2^31 - 1 made loading serialize a vocabulary of 2^31 entries (an allocation of 2 GiB,
+/// past the limit: this test binary aborted). Now the ids are checked first.
+#[test]
+fn keras_tokenizer_with_an_id_far_past_the_vocabulary_is_refused_before_allocating() {
+    let bytes = edited_json("tokenizer-json", "keras-word", |v| {
+        v["model"]["vocab"]["sat"] = 2_147_483_647u32.into();
+    });
+    case("tokenizer-json", "keras-word", &bytes).unwrap();
+    let err = lstm_lm_text_prep::TextTokenizer::from_json(
+        std::str::from_utf8(&bytes).unwrap(),
+        Path::new("tokenizer.json"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("its vocabulary has no token with id"), "{err}");
+}
+
+/// Found by the fuzzer: a config.json with an unknown field whose name holds a line break gave
+/// a two-line error (serde quotes the name as it is).
+#[test]
+fn a_config_error_quoting_a_line_break_is_one_line() {
+    let bytes = edited_json("config-json", "word-stream", |v| {
+        v["settings"]["train"]["\n"] = 1.into();
+    });
+    case("config-json", "word-stream", &bytes).unwrap();
+}
+
+/// Found by the fuzzer: init_range = 1e308 passed validation (it is finite) and burn's uniform
+/// initialisation panicked on the overflowing width 2e308. Now validation refuses it.
+#[test]
+fn an_init_range_whose_width_overflows_is_refused() {
+    let bytes = edited_json("config-json", "char-stream", |v| {
+        v["model"]["init_range"] = 1e308.into();
+    });
+    case("config-json", "char-stream", &bytes).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_turn, fixtures) = fixtures();
+        let run = fixtures
+            .runs
+            .iter()
+            .find(|r| r.name == "char-stream")
+            .unwrap();
+        for name in ["config.json", "tokenizer.json", "model.bpk"] {
+            std::fs::copy(run.dir.join(name), dir.path().join(name)).unwrap();
+        }
+    }
+    std::fs::write(dir.path().join("config.json"), &bytes).unwrap();
+    let err = lstm_lm_train::RunDir::new(dir.path())
+        .load_config()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("init_range = 100000000") || err.contains("init_range = 1e308"),
+        "{err}"
+    );
+    assert!(err.contains("at most 1000000"), "{err}");
+}

@@ -149,8 +149,13 @@ impl LanguageModelConfig {
                 self.embedding_size, self.hidden_size
             ));
         }
-        if !(self.init_range > 0.0 && self.init_range.is_finite()) {
-            return bad(format!("init_range = {} must be positive", self.init_range));
+        // Far past any useful value, and below where the uniform draw's width overflows.
+        const MAX_INIT_RANGE: f64 = 1e6;
+        if !(self.init_range > 0.0 && self.init_range <= MAX_INIT_RANGE) {
+            return bad(format!(
+                "init_range = {} must be positive and at most {MAX_INIT_RANGE}",
+                self.init_range
+            ));
         }
         Ok(())
     }

@@ -137,7 +137,7 @@ impl TextPrepError {
     pub(crate) fn tokenizers(doing: &'static str, err: impl std::fmt::Display) -> Self {
         Self::Tokenizers {
             doing,
-            message: err.to_string(),
+            message: one_line(&err.to_string()),
         }
     }
 
@@ -145,7 +145,13 @@ impl TextPrepError {
     pub(crate) fn bad_file(path: &std::path::Path, reason: impl Into<String>) -> Self {
         Self::BadTokenizerFile {
             path: path.to_path_buf(),
-            reason: reason.into(),
+            reason: one_line(&reason.into()),
         }
     }
+}
+
+/// `text` on one line: line breaks (which a file's own content can bring into a parser's
+/// message) written as `\n` and `\r`, since an error is one line.
+pub fn one_line(text: &str) -> String {
+    text.replace('\n', "\\n").replace('\r', "\\r")
 }

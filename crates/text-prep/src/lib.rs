@@ -35,7 +35,7 @@ pub use bpe::{BYTE_SYMBOLS, BpeTokenizer};
 pub use categorical::to_categorical;
 pub use chars::{CHAR_UNK_TOKEN, CharTokenizer};
 pub use decode::StreamDecoder;
-pub use error::{Result, TextPrepError};
+pub use error::{Result, TextPrepError, one_line};
 pub use io::{READ_PIECE_BYTES, TextPieces, read_text_file, text_lines, write_atomic};
 pub use keras::{KERAS_FILTERS, KerasTokenizer, text_to_word_sequence};
 pub use ngram::{NgramBatch, NgramBatcher, NgramDataset};

@@ -178,6 +178,9 @@ impl TextTokenizer {
             .map_err(|e| bad(format!("the tokenizers library cannot read it ({e})")))?;
         let tokenizer: TextTokenizer = match metadata.kind {
             TokenizerKind::KerasWord => {
+                // Ids far apart would make the comparison below serialize a vocabulary as
+                // long as the largest id.
+                vocab_by_id(&hf).map_err(&bad)?;
                 let keras = metadata
                     .keras
                     .ok_or_else(|| bad("its keras-word metadata has no \"keras\" entry".into()))?;

@@ -1,5 +1,6 @@
 use std::path::{Path, PathBuf};
 
+use lstm_lm_text_prep::one_line;
 use thiserror::Error;
 
 /// Errors of the training, evaluation and generation layer.
@@ -14,13 +15,13 @@ pub enum TrainError {
         cause: std::io::Error,
     },
     /// Settings that cannot be used.
-    #[error("{0}")]
+    #[error("{}", one_line(.0))]
     Settings(String),
     /// Data that cannot be used (empty corpus, too short for a batch...).
-    #[error("{0}")]
+    #[error("{}", one_line(.0))]
     Data(String),
     /// A run folder that is missing, incomplete or inconsistent.
-    #[error("{0}")]
+    #[error("{}", one_line(.0))]
     RunDir(String),
     /// The model layer refused something.
     #[error(transparent)]
@@ -43,7 +44,7 @@ pub enum TrainError {
         checkpoint: PathBuf,
     },
     /// Generation or scoring input that cannot be used.
-    #[error("{0}")]
+    #[error("{}", one_line(.0))]
     Input(String),
     /// The device failed to hand back a result (a read-back of logits or scores).
     #[error("{0}")]
