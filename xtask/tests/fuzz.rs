@@ -214,5 +214,102 @@ fn an_init_range_whose_width_overflows_is_refused() {
         err.contains("init_range = 100000000") || err.contains("init_range = 1e308"),
         "{err}"
     );
-    assert!(err.contains("at most 1000000"), "{err}");
+    assert!(err.contains("between 1e-30 and 1e6"), "{err}");
+}
+
+/// Found by the fuzzer: init_range = 1e-310 (positive, so it passed) rounds to an empty f32
+/// range, and burn's uniform initialisation panicked. Now validation refuses it.
+#[test]
+fn an_init_range_that_rounds_to_zero_is_refused() {
+    let bytes = edited_json("config-json", "keras-ngram", |v| {
+        v["model"]["init_range"] = 1e-310.into();
+    });
+    case("config-json", "keras-ngram", &bytes).unwrap();
+}
+
+/// Item "limits checked before allocating": a model.bpk whose header claims a tensor of
+/// 2^31 - 1 rows is refused with an error, without allocating for the claim (the allocation
+/// limit is in force).
+#[test]
+fn bpk_claiming_a_huge_tensor_is_refused_before_allocating() {
+    let (dir, config) = {
+        let (_turn, fixtures) = fixtures();
+        let run = fixtures
+            .runs
+            .iter()
+            .find(|r| r.name == "word-stream")
+            .unwrap();
+        let config = lstm_lm_train::RunDir::new(&run.dir).load_config().unwrap();
+        (run.dir.clone(), config)
+    };
+    let mut bytes = std::fs::read(dir.join("model.bpk")).unwrap();
+    // Burnpack: magic, version, header length (u32 little-endian at 6), CBOR header.
+    let header_len = u32::from_le_bytes(bytes[6..10].try_into().unwrap()) as usize;
+    let key = b"eshape";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    assert_eq!(bytes[at] & 0xe0, 0x80, "shape is a CBOR array");
+    let first = at + 1;
+    let old_len = match bytes[first] {
+        b if b < 0x18 => 1,
+        0x18 => 2,
+        0x19 => 3,
+        0x1a => 5,
+        other => panic!("unexpected CBOR item {other:#x}"),
+    };
+    bytes.splice(first..first + old_len, [0x1a, 0x7f, 0xff, 0xff, 0xff]);
+    let new_len = (header_len + 5 - old_len) as u32;
+    bytes[6..10].copy_from_slice(&new_len.to_le_bytes());
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("model.bpk");
+    std::fs::write(&path, &bytes).unwrap();
+    let result = {
+        let (_turn, _) = fixtures();
+        let _limit = xtask::fuzz::alloc_limit::arm(xtask::fuzz::ALLOCATION_LIMIT);
+        lstm_lm_train::load_weights(
+            &path,
+            &config.model,
+            &lstm_lm_model::burn::tensor::Device::flex(),
+        )
+    };
+    let err = result
+        .err()
+        .expect("a huge tensor claim must be refused")
+        .to_string();
+    assert!(err.contains("model.bpk"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+}
+
+/// Item "limits checked before allocating": a config.json claiming an absurd hidden size is
+/// refused when the run is loaded, naming the limit, before any weight is allocated.
+#[test]
+fn config_claiming_an_absurd_hidden_size_is_refused_naming_the_limit() {
+    let bytes = edited_json("config-json", "word-stream", |v| {
+        v["model"]["hidden_size"] = 1_000_000_000u64.into();
+    });
+    let work = tempfile::tempdir().unwrap();
+    {
+        let (_turn, fixtures) = fixtures();
+        let run = fixtures
+            .runs
+            .iter()
+            .find(|r| r.name == "word-stream")
+            .unwrap();
+        for name in ["config.json", "tokenizer.json", "model.bpk"] {
+            std::fs::copy(run.dir.join(name), work.path().join(name)).unwrap();
+        }
+    }
+    std::fs::write(work.path().join("config.json"), &bytes).unwrap();
+    let result = {
+        let (_turn, _) = fixtures();
+        let _limit = xtask::fuzz::alloc_limit::arm(xtask::fuzz::ALLOCATION_LIMIT);
+        lstm_lm_train::LoadedRun::load(work.path(), lstm_lm_model::burn::tensor::Device::flex())
+    };
+    let err = result
+        .err()
+        .expect("an absurd hidden size must be refused")
+        .to_string();
+    assert!(
+        err.contains("config.json") && err.contains("hidden_size") && err.contains("limit"),
+        "{err}"
+    );
 }

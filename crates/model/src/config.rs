@@ -149,12 +149,13 @@ impl LanguageModelConfig {
                 self.embedding_size, self.hidden_size
             ));
         }
-        // Far past any useful value, and below where the uniform draw's width overflows.
-        const MAX_INIT_RANGE: f64 = 1e6;
-        if !(self.init_range > 0.0 && self.init_range <= MAX_INIT_RANGE) {
+        // Far outside any useful value on both sides, and inside what the f32 uniform draw
+        // can use: its width must neither overflow nor round to an empty range.
+        const INIT_RANGE: (f64, f64) = (1e-30, 1e6);
+        if !(INIT_RANGE.0..=INIT_RANGE.1).contains(&self.init_range) {
             return bad(format!(
-                "init_range = {} must be positive and at most {MAX_INIT_RANGE}",
-                self.init_range
+                "init_range = {} must be between {:e} and {:e}",
+                self.init_range, INIT_RANGE.0, INIT_RANGE.1
             ));
         }
         Ok(())
