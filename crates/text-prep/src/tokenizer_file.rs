@@ -180,7 +180,7 @@ impl TextTokenizer {
             TokenizerKind::KerasWord => {
                 // Ids far apart would make the comparison below serialize a vocabulary as
                 // long as the largest id.
-                vocab_by_id(&hf).map_err(&bad)?;
+                vocab_by_id(&hf, false).map_err(&bad)?;
                 let keras = metadata
                     .keras
                     .ok_or_else(|| bad("its keras-word metadata has no \"keras\" entry".into()))?;

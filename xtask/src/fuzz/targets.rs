@@ -126,6 +126,8 @@ fn train_tiny(
         stop: None,
         progress: ProgressMode::Quiet,
         stop_at_step: stop_at,
+        accept_changed_data: false,
+        crash_at_step: None,
     })
     .with_context(|| format!("training the fixture run {}", out.display()))?;
     match (outcome, stop_at) {
