@@ -290,10 +290,10 @@ fn bpk_claiming_a_huge_tensor_is_refused_before_allocating() {
             &lstm_lm_model::burn::tensor::Device::flex(),
         )
     };
-    let err = result
-        .err()
-        .expect("a huge tensor claim must be refused")
-        .to_string();
+    let Err(err) = result else {
+        panic!("a huge tensor claim must be refused");
+    };
+    let err = err.to_string();
     assert!(err.contains("model.bpk"), "{err}");
     assert!(!err.contains('\n'), "{err}");
 }
@@ -323,10 +323,10 @@ fn config_claiming_an_absurd_hidden_size_is_refused_naming_the_limit() {
         let _limit = xtask::fuzz::alloc_limit::arm(xtask::fuzz::ALLOCATION_LIMIT);
         lstm_lm_train::LoadedRun::load(work.path(), lstm_lm_model::burn::tensor::Device::flex())
     };
-    let err = result
-        .err()
-        .expect("an absurd hidden size must be refused")
-        .to_string();
+    let Err(err) = result else {
+        panic!("an absurd hidden size must be refused");
+    };
+    let err = err.to_string();
     assert!(
         err.contains("config.json") && err.contains("hidden_size") && err.contains("limit"),
         "{err}"
