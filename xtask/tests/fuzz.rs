@@ -332,3 +332,24 @@ fn config_claiming_an_absurd_hidden_size_is_refused_naming_the_limit() {
         "{err}"
     );
 }
+
+/// Found by the fuzzer: an optimizer.bpk whose record names one tensor without its parameter
+/// id made burn assert while restoring the optimizer ("Optimizer record tensors should carry a
+/// parameter id"), a panic on resume. Now it is the error "the saved optimizer state is
+/// corrupt".
+#[test]
+fn optimizer_record_without_a_parameter_id_is_an_error() {
+    let (slot, mut bytes) = {
+        let (_turn, fixtures) = fixtures();
+        let (path, bytes) = fixtures
+            .checkpoint_files
+            .iter()
+            .find(|(p, _)| p.ends_with("optimizer.bpk"))
+            .unwrap();
+        (path.display().to_string(), bytes.clone())
+    };
+    let key = b"param_id";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap();
+    bytes[at] = b'q';
+    case("checkpoint", &slot, &bytes).unwrap();
+}

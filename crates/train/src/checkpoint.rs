@@ -265,8 +265,14 @@ impl Checkpoint {
         optimizer: ModuleOptimizer,
         bytes: Vec<u8>,
     ) -> Result<ModuleOptimizer, TrainError> {
-        optimizer
-            .from_bytes(Bytes::from_bytes_vec(bytes))
+        // burn asserts on some malformed records (a tensor without a parameter id) instead of
+        // returning an error: a damaged file must still be an error, not a crash.
+        let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            optimizer.from_bytes(Bytes::from_bytes_vec(bytes))
+        }))
+        .map_err(|_| "its records do not hold together".to_owned());
+        restored
+            .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(|e| TrainError::RunDir(format!("the saved optimizer state is corrupt: {e}")))
     }
 }
