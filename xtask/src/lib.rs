@@ -10,6 +10,7 @@ pub mod bench;
 pub mod download;
 pub mod fuzz;
 pub mod gpu_bench;
+pub mod gpu_feature;
 pub mod manifest;
 pub mod recipes;
 pub mod synth;

@@ -43,7 +43,8 @@ fn main() -> ExitCode {
         Command::Synth(args) => xtask::synth::run(&args),
         Command::Bench(args) => xtask::bench::run(&args),
         Command::BenchOne(args) => xtask::bench::run_one(&args),
-        Command::GpuBench(args) => xtask::gpu_bench::run(&args),
+        Command::GpuBench(args) if cfg!(feature = "wgpu") => xtask::gpu_bench::run(&args),
+        Command::GpuBench(_) => xtask::gpu_feature::rerun_with_wgpu(),
         Command::Train(args) => xtask::recipes::run(&args),
         Command::Fuzz(args) => xtask::fuzz::run(&args),
     };

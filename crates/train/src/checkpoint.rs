@@ -60,6 +60,10 @@ pub struct TrainerState {
     pub epoch_tokens: u64,
     /// Whether `state.safetensors` holds the recurrent state carried into the next batch.
     pub has_carried_state: bool,
+    /// Training tokens (targets) seen since the start of the run (0 in checkpoints written
+    /// before lstm-lm counted them).
+    #[serde(default)]
+    pub tokens_seen: u64,
 }
 
 /// `trainer.json`: the format tag, then the loop position. Files written before the tag

@@ -19,6 +19,7 @@ pub mod loss;
 mod metrics;
 pub mod optim;
 mod parallel;
+pub mod plot;
 mod run_dir;
 mod run_lock;
 pub mod schedule;

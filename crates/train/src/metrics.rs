@@ -56,6 +56,10 @@ pub enum MetricEvent {
         elapsed_s: f64,
         /// Estimated seconds left for the whole run.
         eta_s: f64,
+        /// Training tokens (targets) seen since the start of the run; absent in files written
+        /// before lstm-lm counted them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokens: Option<u64>,
     },
     /// End of an epoch.
     Epoch {
@@ -77,6 +81,10 @@ pub enum MetricEvent {
         elapsed_s: f64,
         /// Whether this epoch's model became the best so far.
         best: bool,
+        /// Training tokens (targets) seen since the start of the run; absent in files written
+        /// before lstm-lm counted them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokens: Option<u64>,
     },
     /// Final evaluation on the test split with the best model.
     Test {

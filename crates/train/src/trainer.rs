@@ -380,6 +380,7 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             st.batches_done += 1;
             st.epoch_loss_sum += loss * tokens as f64;
             st.epoch_tokens += tokens;
+            st.tokens_seen += tokens;
             train_tokens += tokens;
             window_loss += loss * tokens as f64;
             window_correct += correct;
@@ -404,6 +405,7 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
                     tok_per_s: window_tokens as f64 / secs,
                     elapsed_s: elapsed,
                     eta_s: eta,
+                    tokens: Some(st.tokens_seen),
                 };
                 metrics.write(&event)?;
                 progress.log(&format!(
@@ -487,6 +489,7 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             lr: lr_now,
             elapsed_s: st.elapsed_s,
             best: improved,
+            tokens: Some(st.tokens_seen),
         })?;
         if opts.progress != ProgressMode::Quiet {
             let v = valid

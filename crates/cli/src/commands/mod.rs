@@ -7,6 +7,7 @@ pub mod eval;
 pub mod generate;
 pub mod info;
 mod input;
+pub mod plot;
 pub mod score;
 mod stop_signals;
 pub mod tokenize;
@@ -34,6 +35,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// What a run folder holds: configuration, size, vocabulary, training history.
     Info(info::InfoArgs),
+    /// Draw training curves of one or more runs as SVG or PNG.
+    Plot(plot::PlotArgs),
 }
 
 /// Runs one subcommand; returns the process exit status.
@@ -48,5 +51,6 @@ pub fn run(command: Command) -> Result<i32> {
         Command::Eval(args) => done(eval::run(args)),
         Command::Score(args) => done(score::run(args)),
         Command::Info(args) => done(info::run(args)),
+        Command::Plot(args) => done(plot::run(args)),
     }
 }
