@@ -651,9 +651,12 @@ mod tests {
         events
     }
 
-    /// Counts the drawn polylines (one per series) in the SVG.
-    fn polylines(svg: &str) -> usize {
-        svg.matches("<polyline").count()
+    /// Counts the polylines drawn in `colour` (series lines and their legend samples; axes and
+    /// ticks are black).
+    fn polylines(svg: &str, colour: &str) -> usize {
+        svg.lines()
+            .filter(|l| l.starts_with("<polyline") && l.contains(&format!("stroke=\"{colour}\"")))
+            .count()
     }
 
     #[test]
@@ -667,10 +670,10 @@ mod tests {
             ..PlotOptions::default()
         };
         let svg = render_svg(&runs, &opts).unwrap();
-        // loss and ppl: train + valid per run; lr: train per run. Each series is drawn once
-        // and once more as its legend sample.
-        let series = 2 * 2 + 2 * 2 + 2;
-        assert_eq!(polylines(&svg), 2 * series, "{svg}");
+        // Per run: loss and ppl have a train and a valid line, lr a train line; each is drawn
+        // once as data and once as its legend sample.
+        assert_eq!(polylines(&svg, "#0072B2"), 2 * 5, "{svg}");
+        assert_eq!(polylines(&svg, "#D55E00"), 2 * 5, "{svg}");
         for label in ["a train", "a valid", "b train", "b valid", "perplexity"] {
             assert!(svg.contains(label), "{label} missing");
         }
