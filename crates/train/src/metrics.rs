@@ -287,6 +287,7 @@ mod tests {
             lr: 0.1,
             elapsed_s: 2.0,
             best: true,
+            tokens: Some(step * 10),
         }
     }
 

@@ -270,6 +270,9 @@ pub struct LoopSettings {
     /// epoch end: optimizer steps (`500`) or training time (`"10m"`, `"90s"`, `"2h"`); `0` or
     /// `"off"`: only at epoch ends and on interruption. Default `"10m"`.
     pub checkpoint_every: CheckpointEvery,
+    /// Rewrite `RUN/curves.svg` (training curves, see [`crate::plot`]) after every epoch.
+    /// Default false.
+    pub plot: bool,
 }
 
 impl Default for LoopSettings {
@@ -282,6 +285,7 @@ impl Default for LoopSettings {
             early_stopping: None,
             shuffle: true,
             checkpoint_every: CheckpointEvery::Seconds(600),
+            plot: false,
         }
     }
 }

@@ -491,6 +491,11 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             best: improved,
             tokens: Some(st.tokens_seen),
         })?;
+        if settings.train.plot {
+            let runs = [crate::plot::RunCurves::load(run.root())?];
+            let opts = crate::plot::PlotOptions::default();
+            crate::plot::write_plot(&crate::plot::curves_path(run.root()), &runs, &opts)?;
+        }
         if opts.progress != ProgressMode::Quiet {
             let v = valid
                 .as_ref()

@@ -119,6 +119,10 @@ pub struct TrainArgs {
     /// Prompt for the sample printed after training.
     #[arg(long, default_value = "")]
     pub sample_prompt: String,
+    /// Rewrite RUN_DIR/curves.svg (training curves) after every epoch; `lstm-lm plot` draws
+    /// them on demand.
+    #[arg(long)]
+    pub plot: bool,
     /// Plain log lines instead of a progress bar.
     #[arg(long, conflicts_with = "quiet")]
     pub log_lines: bool,
@@ -178,6 +182,7 @@ impl TrainArgs {
             "train.log_interval",
             self.log_interval.map(|v| v.to_string()),
         );
+        put("train.plot", self.plot.then(|| "true".to_string()));
         put(
             "train.early_stopping",
             self.early_stopping.map(|v| v.to_string()),
@@ -232,7 +237,8 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             || args.valid.is_some()
             || args.test.is_some()
             || args.split.is_some()
-            || args.checkpoint_every.is_some();
+            || args.checkpoint_every.is_some()
+            || args.plot;
         if ignored || !args.data.is_empty() {
             bail!(
                 "--resume continues a run with its own settings and data: drop the other settings flags (only --epochs may change)"
