@@ -511,9 +511,18 @@ where
         .x_desc(axis.label())
         .y_desc(metric.label())
         .x_label_formatter(&|v| short_number(*v))
-        .y_label_formatter(&|v| short_number(*v))
+        .y_label_formatter(&|v| {
+            // A log axis ticks every 1..9 of each decade: label 1, 2 and 5 only, so the
+            // labels do not run into each other.
+            if metric.log_scale() && !matches!(leading_digit(*v), 1 | 2 | 5) {
+                String::new()
+            } else {
+                short_number(*v)
+            }
+        })
         .label_style(("sans-serif", 13))
-        .light_line_style(RGBColor(235, 235, 235))
+        .light_line_style(RGBColor(240, 240, 240))
+        .max_light_lines(1)
         .draw()?;
     for s in series.iter().filter(|s| !s.points.is_empty()) {
         let c = colour(s.run);
@@ -547,6 +556,16 @@ where
     Ok(())
 }
 
+/// The first significant digit of `v` (0 for zero or a non-finite value).
+fn leading_digit(v: f64) -> u32 {
+    if !v.is_finite() || v <= 0.0 {
+        return 0;
+    }
+    let scaled = v / 10f64.powf(v.log10().floor());
+    // 2.9999999 is a 3 drawn with rounding error.
+    (scaled + 1e-9).floor() as u32
+}
+
 /// Tick labels: 1.2k, 3.4M, 0.001, 12.5.
 fn short_number(v: f64) -> String {
     let a = v.abs();
@@ -554,14 +573,23 @@ fn short_number(v: f64) -> String {
         format!("{:.1}G", v / 1e9)
     } else if a >= 1e6 {
         format!("{:.1}M", v / 1e6)
-    } else if a >= 1e4 {
-        format!("{:.0}k", v / 1e3)
+    } else if a >= 1e3 {
+        format!("{}k", trim_zeros(format!("{:.1}", v / 1e3)))
     } else if a >= 100.0 || a == 0.0 {
         format!("{v:.0}")
     } else if a >= 1.0 {
-        format!("{v:.2}")
+        trim_zeros(format!("{v:.2}"))
     } else {
         format!("{v:.1e}")
+    }
+}
+
+/// "2.50" -> "2.5", "10.00" -> "10".
+fn trim_zeros(text: String) -> String {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
     }
 }
 
@@ -586,7 +614,21 @@ pub fn write_plot(out: &Path, runs: &[RunCurves], opts: &PlotOptions) -> Result<
 fn svg_to_png(svg: &str, out: &Path) -> Result<Vec<u8>, TrainError> {
     use resvg::{tiny_skia, usvg};
     let mut options = usvg::Options::default();
-    options.fontdb_mut().load_system_fonts();
+    let fonts = options.fontdb_mut();
+    fonts.load_system_fonts();
+    // The SVG asks for the generic `sans-serif`, which fontdb maps to Arial unless told
+    // otherwise: map it to a sans-serif face this machine has (DejaVu Sans on Debian).
+    let family = |face: &resvg::usvg::fontdb::FaceInfo| {
+        face.families.first().map(|(name, _)| name.clone())
+    };
+    let sans = fonts
+        .faces()
+        .filter_map(family)
+        .find(|name| name.contains("Sans") && !name.contains("Mono"))
+        .or_else(|| fonts.faces().find_map(family));
+    if let Some(name) = sans {
+        fonts.set_sans_serif_family(name);
+    }
     if options.fontdb.is_empty() {
         return Err(TrainError::Input(format!(
             "\"{}\": a PNG needs a system font for its labels and none was found (Debian: apt-get install fonts-dejavu-core); or write an .svg",
@@ -714,6 +756,19 @@ mod tests {
             ..PlotOptions::default()
         };
         assert!(render_svg(&runs, &opts).is_ok());
+    }
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(short_number(5000.0), "5k");
+        assert_eq!(short_number(12_500.0), "12.5k");
+        assert_eq!(short_number(2.5), "2.5");
+        assert_eq!(short_number(10.0), "10");
+        assert_eq!(short_number(3.0e6), "3.0M");
+        assert_eq!(short_number(0.005), "5.0e-3");
+        assert_eq!(leading_digit(300.0), 3);
+        assert_eq!(leading_digit(0.02), 2);
+        assert_eq!(leading_digit(f64::NAN), 0);
     }
 
     #[test]
