@@ -15,7 +15,15 @@ pub fn rerun_with_wgpu() -> Result<()> {
          (the first time takes a while: the wgpu stack is most of a cold build)"
     );
     let status = Command::new(&cargo)
-        .args(["run", "--release", "--package", "xtask", "--features", "wgpu", "--"])
+        .args([
+            "run",
+            "--release",
+            "--package",
+            "xtask",
+            "--features",
+            "wgpu",
+            "--",
+        ])
         .args(std::env::args_os().skip(1))
         .status()
         .with_context(|| format!("cannot run {}", cargo.to_string_lossy()))?;

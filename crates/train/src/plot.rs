@@ -536,11 +536,7 @@ where
             .label(s.label.clone())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], style));
         if s.valid {
-            chart.draw_series(
-                s.points
-                    .iter()
-                    .map(|&p| Circle::new(p, 3, c.filled())),
-            )?;
+            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
         }
         if let Some(best) = s.best {
             chart.draw_series(std::iter::once(Circle::new(best, 7, c.stroke_width(2))))?;
@@ -618,9 +614,8 @@ fn svg_to_png(svg: &str, out: &Path) -> Result<Vec<u8>, TrainError> {
     fonts.load_system_fonts();
     // The SVG asks for the generic `sans-serif`, which fontdb maps to Arial unless told
     // otherwise: map it to a sans-serif face this machine has (DejaVu Sans on Debian).
-    let family = |face: &resvg::usvg::fontdb::FaceInfo| {
-        face.families.first().map(|(name, _)| name.clone())
-    };
+    let family =
+        |face: &resvg::usvg::fontdb::FaceInfo| face.families.first().map(|(name, _)| name.clone());
     let sans = fonts
         .faces()
         .filter_map(family)

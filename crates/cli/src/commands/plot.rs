@@ -23,7 +23,12 @@ pub struct PlotArgs {
     #[arg(long, value_name = "AXIS", default_value = "tokens")]
     pub x: String,
     /// Panels, top to bottom, comma-separated: loss, ppl, lr, tok_s.
-    #[arg(long, value_name = "LIST", default_value = "loss,ppl,lr", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "loss,ppl,lr",
+        value_delimiter = ','
+    )]
     pub metrics: Vec<String>,
 }
 
