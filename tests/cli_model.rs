@@ -783,3 +783,51 @@ fn devices_flag_trains_data_parallel_and_refuses_bad_combinations() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--devices"), "{}", stderr(&o));
 }
+
+/// `--split` takes the form its help and the README show (`0.9,0.05,0.05`), and a negative
+/// number after a flag is that flag's value, refused with a message of its own (clap used to
+/// read `-1` as an unknown flag).
+#[test]
+fn split_takes_the_documented_form_and_negative_values_get_their_own_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("corpus.txt"), CORPUS.repeat(8)).unwrap();
+    let train = |split: &str, out: &str| {
+        lstm_lm(
+            &[
+                "train",
+                "--preset",
+                "seed",
+                "--data",
+                "corpus.txt",
+                "--split",
+                split,
+                "--out",
+                out,
+                "--epochs",
+                "1",
+                "--quiet",
+                "--sample-tokens",
+                "0",
+            ],
+            dir,
+        )
+    };
+    let o = train("0.8,0.1,0.1", "run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_clean_error(&train("0.9,0.1", "run2"), "--split takes three fractions");
+    let run = dir.join("run");
+    let o = lstm_lm(
+        &[
+            "generate",
+            "--model",
+            run.to_str().unwrap(),
+            "--prompt",
+            "the",
+            "--temperature",
+            "-1",
+        ],
+        dir,
+    );
+    assert_clean_error(&o, "--temperature -1 must be a positive number");
+}

@@ -10,6 +10,9 @@ use super::device_args::DeviceArgs;
 
 /// Evaluate a trained run on a text file.
 #[derive(Debug, Args)]
+// A negative number after a flag is its value (refused by validation with a clear
+// message), not an unknown flag.
+#[command(allow_negative_numbers = true)]
 pub struct EvalArgs {
     /// Run folder written by `lstm-lm train`.
     #[arg(long, value_name = "RUN_DIR")]

@@ -10,6 +10,9 @@ use super::device_args::DeviceArgs;
 
 /// Generate text from a prompt, token by token.
 #[derive(Debug, Args)]
+// A negative number after a flag is its value (refused by validation with a clear
+// message), not an unknown flag.
+#[command(allow_negative_numbers = true)]
 pub struct GenerateArgs {
     /// Run folder written by `lstm-lm train`.
     #[arg(long, value_name = "RUN_DIR")]

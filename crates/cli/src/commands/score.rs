@@ -10,6 +10,9 @@ use super::device_args::DeviceArgs;
 
 /// Score text: total and per-token log-probabilities, and perplexity.
 #[derive(Debug, Args)]
+// A negative number after a flag is its value (refused by validation with a clear
+// message), not an unknown flag.
+#[command(allow_negative_numbers = true)]
 pub struct ScoreArgs {
     /// Run folder written by `lstm-lm train`.
     #[arg(long, value_name = "RUN_DIR")]

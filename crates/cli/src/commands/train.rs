@@ -19,6 +19,7 @@ pub const MAX_SAMPLE_TOKENS: usize = 100_000;
 /// Train a language model on text files.
 #[derive(Debug, Args)]
 #[command(
+    allow_negative_numbers = true,
     after_help = "Ctrl-C or SIGTERM saves a checkpoint and exits with status 130 or 143 (128 + the signal number); --resume continues from it."
 )]
 pub struct TrainArgs {
@@ -111,7 +112,12 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N|TIME")]
     pub checkpoint_every: Option<String>,
     /// Split a single --data file into train/valid/test by these fractions, e.g. 0.9,0.05,0.05.
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    #[arg(
+        long,
+        value_name = "TRAIN,VALID,TEST",
+        value_delimiter = ',',
+        num_args = 1
+    )]
     pub split: Option<Vec<f64>>,
     /// Tokens of sample text printed after training (0: none).
     #[arg(long, default_value_t = 40)]
@@ -191,6 +197,14 @@ impl TrainArgs {
             let every = CheckpointEvery::parse(text)
                 .map_err(|e| anyhow::anyhow!("--checkpoint-every: {e}"))?;
             put("train.checkpoint_every", Some(every.to_string()));
+        }
+        if let Some(v) = &self.split
+            && v.len() != 3
+        {
+            bail!(
+                "--split takes three fractions, train,valid,test (e.g. 0.9,0.05,0.05), not {}",
+                v.len()
+            );
         }
         put(
             "data.split",
