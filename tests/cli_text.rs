@@ -508,3 +508,75 @@ fn tokenize_refuses_a_vocabulary_past_the_limit() {
         &["--vocab-size 18446744073709551615 is above the limit of 16777216"],
     );
 }
+
+fn run_bin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
+        .args(args)
+        .output()
+        .expect("the lstm-lm binary runs")
+}
+
+/// Every subcommand's `--help` ends with examples, and `completions` names every subcommand.
+#[test]
+fn help_ends_with_examples_and_completions_know_every_command() {
+    let commands = [
+        "tokenize",
+        "encode",
+        "decode",
+        "train",
+        "generate",
+        "eval",
+        "score",
+        "info",
+        "plot",
+        "completions",
+    ];
+    for command in commands {
+        let o = run_bin(&[command, "--help"]);
+        assert!(o.status.success(), "{command} --help");
+        let help = String::from_utf8_lossy(&o.stdout);
+        let examples = help
+            .find("Examples:")
+            .unwrap_or_else(|| panic!("{command} --help has no examples:\n{help}"));
+        assert!(
+            help[examples..].matches("lstm-lm ").count() >= 2,
+            "{command}: fewer than two examples:\n{help}"
+        );
+    }
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let o = run_bin(&["completions", shell]);
+        assert!(o.status.success(), "completions {shell}");
+        let script = String::from_utf8_lossy(&o.stdout);
+        for command in commands {
+            assert!(script.contains(command), "{shell} script lacks {command}");
+        }
+    }
+    let o = run_bin(&["completions", "tcsh"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}
+
+/// `lstm-lm man --out DIR` (what `cargo xtask man` runs) writes a page per command.
+#[test]
+fn man_pages_are_written_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man");
+    let o = run_bin(&["man", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for page in [
+        "lstm-lm.1",
+        "lstm-lm-train.1",
+        "lstm-lm-generate.1",
+        "lstm-lm-plot.1",
+    ] {
+        let text =
+            std::fs::read_to_string(out.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page} is not a man page"
+        );
+    }
+}

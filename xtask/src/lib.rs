@@ -11,6 +11,7 @@ pub mod download;
 pub mod fuzz;
 pub mod gpu_bench;
 pub mod gpu_feature;
+pub mod man;
 pub mod manifest;
 pub mod recipes;
 pub mod synth;

@@ -33,6 +33,8 @@ enum Command {
     Train(xtask::recipes::TrainArgs),
     /// Fuzz every loader with mutated files and random input; cases and failures per target.
     Fuzz(xtask::fuzz::FuzzArgs),
+    /// Write the man pages of lstm-lm (default: target/man).
+    Man(xtask::man::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::GpuBench(_) => xtask::gpu_feature::rerun_with_wgpu(),
         Command::Train(args) => xtask::recipes::run(&args),
         Command::Fuzz(args) => xtask::fuzz::run(&args),
+        Command::Man(args) => xtask::man::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@ mod commands;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// Train LSTM language models and use them: tokenize, encode, decode and more.
 #[derive(Debug, Parser)]
@@ -23,7 +23,7 @@ struct Cli {
 fn main() -> ExitCode {
     lstm_lm_train::allocator::keep_freed_memory();
     let cli = Cli::parse();
-    match commands::run(cli.command) {
+    match commands::run(cli.command, Cli::command) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {

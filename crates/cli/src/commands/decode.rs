@@ -11,6 +11,9 @@ use super::input::{Lines, quoted};
 
 /// Print the text of each line of token ids (space-separated numbers or a JSON array).
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  lstm-lm decode --tokenizer tokenizer.json ids.txt
+  lstm-lm encode --tokenizer tok.json corpus.txt | lstm-lm decode --tokenizer tok.json")]
 pub struct DecodeArgs {
     /// Tokenizer written by `lstm-lm tokenize`.
     #[arg(long, value_name = "FILE")]

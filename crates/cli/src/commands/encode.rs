@@ -11,6 +11,9 @@ use super::input::{Lines, quoted};
 
 /// Print the token ids of each line of a text, one line of ids per line of text.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  lstm-lm encode --tokenizer tokenizer.json corpus.txt
+  echo 'the keeper' | lstm-lm encode --tokenizer runs/sample/tokenizer.json --json")]
 pub struct EncodeArgs {
     /// Tokenizer written by `lstm-lm tokenize`.
     #[arg(long, value_name = "FILE")]

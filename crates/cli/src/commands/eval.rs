@@ -12,7 +12,12 @@ use super::device_args::DeviceArgs;
 #[derive(Debug, Args)]
 // A negative number after a flag is its value (refused by validation with a clear
 // message), not an unknown flag.
-#[command(allow_negative_numbers = true)]
+#[command(
+    allow_negative_numbers = true,
+    after_help = "Examples:
+  lstm-lm eval --model runs/sample --data datasets/sample/valid.txt
+  lstm-lm eval --model runs/wt2 --data data/wikitext-2/test.txt --json"
+)]
 pub struct EvalArgs {
     /// Run folder written by `lstm-lm train`.
     #[arg(long, value_name = "RUN_DIR")]

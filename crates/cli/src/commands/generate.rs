@@ -12,7 +12,13 @@ use super::device_args::DeviceArgs;
 #[derive(Debug, Args)]
 // A negative number after a flag is its value (refused by validation with a clear
 // message), not an unknown flag.
-#[command(allow_negative_numbers = true)]
+#[command(
+    allow_negative_numbers = true,
+    after_help = "Examples:
+  lstm-lm generate --model runs/sample --prompt 'the keeper' --max-tokens 30
+  lstm-lm generate --model runs/sample --prompt 'the lamp' --temperature 0.7 --top-p 0.9 --seed 3
+  lstm-lm generate --model runs/sample --prompt 'the' --greedy | head -c 200"
+)]
 pub struct GenerateArgs {
     /// Run folder written by `lstm-lm train`.
     #[arg(long, value_name = "RUN_DIR")]

@@ -10,6 +10,9 @@ use lstm_lm_train::{MetricEvent, RunDir, read_events};
 
 /// Show a run's configuration, size, vocabulary and training history.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  lstm-lm info --model runs/sample
+  lstm-lm info --model runs/sample --json")]
 pub struct InfoArgs {
     /// Run folder written by `lstm-lm train`.
     #[arg(long, value_name = "RUN_DIR")]

@@ -1,5 +1,6 @@
 //! The subcommands: one module each, with a clap `Args` struct and a `run` function.
 
+pub mod completions;
 pub mod decode;
 mod device_args;
 pub mod encode;
@@ -37,10 +38,16 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Draw training curves of one or more runs as SVG or PNG.
     Plot(plot::PlotArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::CompletionsArgs),
+    /// Write man pages into a folder.
+    #[command(hide = true)]
+    Man(completions::ManArgs),
 }
 
-/// Runs one subcommand; returns the process exit status.
-pub fn run(command: Command) -> Result<i32> {
+/// Runs one subcommand; returns the process exit status. `cli` builds the whole command line's
+/// description, for the commands that print it (completions, man pages).
+pub fn run(command: Command, cli: fn() -> clap::Command) -> Result<i32> {
     let done = |r: Result<()>| r.map(|()| 0);
     match command {
         Command::Tokenize(args) => done(tokenize::run(args)),
@@ -52,5 +59,7 @@ pub fn run(command: Command) -> Result<i32> {
         Command::Score(args) => done(score::run(args)),
         Command::Info(args) => done(info::run(args)),
         Command::Plot(args) => done(plot::run(args)),
+        Command::Completions(args) => done(completions::completions(args, cli())),
+        Command::Man(args) => done(completions::man(args, cli())),
     }
 }

@@ -12,7 +12,12 @@ use super::device_args::DeviceArgs;
 #[derive(Debug, Args)]
 // A negative number after a flag is its value (refused by validation with a clear
 // message), not an unknown flag.
-#[command(allow_negative_numbers = true)]
+#[command(
+    allow_negative_numbers = true,
+    after_help = "Examples:
+  lstm-lm score --model runs/sample 'the lamp was lit at dusk'
+  lstm-lm score --model runs/sample --file sentences.txt --json"
+)]
 pub struct ScoreArgs {
     /// Run folder written by `lstm-lm train`.
     #[arg(long, value_name = "RUN_DIR")]

@@ -15,6 +15,10 @@ use super::input::{quoted, read_all};
 
 /// Fit a tokenizer on text files and save it as a Hugging Face tokenizer.json.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  lstm-lm tokenize --kind word --input corpus.txt --out tokenizer.json
+  lstm-lm tokenize --kind keras-word --num-words 5000 --oov '<oov>' --input a.txt b.txt --out tok.json
+  lstm-lm tokenize --kind bpe --vocab-size 8000 --input corpus.txt --out bpe.json")]
 pub struct TokenizeArgs {
     /// Kind of tokenizer.
     #[arg(long, value_enum)]

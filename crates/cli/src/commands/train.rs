@@ -20,7 +20,12 @@ pub const MAX_SAMPLE_TOKENS: usize = 100_000;
 #[derive(Debug, Args)]
 #[command(
     allow_negative_numbers = true,
-    after_help = "Ctrl-C or SIGTERM saves a checkpoint and exits with status 130 or 143 (128 + the signal number); --resume continues from it."
+    after_help = "Ctrl-C or SIGTERM saves a checkpoint and exits with status 130 or 143 (128 + the signal number); --resume continues from it.
+
+Examples:
+  lstm-lm train --preset sample --data datasets/sample/corpus.txt --valid datasets/sample/valid.txt --out runs/sample
+  lstm-lm train --preset char-rnn --data input.txt --split 0.9,0.05,0.05 --out runs/char --plot
+  lstm-lm train --resume runs/char --epochs 20"
 )]
 pub struct TrainArgs {
     /// Training text (one or more files).
