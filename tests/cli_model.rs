@@ -831,3 +831,60 @@ fn split_takes_the_documented_form_and_negative_values_get_their_own_error() {
     );
     assert_clean_error(&o, "--temperature -1 must be a positive number");
 }
+
+/// `train --print-config` prints the merged settings as TOML without training; fed back
+/// through `--config` it gives the same settings, and `info --print-config` of the trained run
+/// prints them again.
+#[test]
+fn print_config_round_trips_through_config_and_info() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("corpus.txt"), CORPUS).unwrap();
+    let o = lstm_lm(
+        &[
+            "train",
+            "--preset",
+            "seed",
+            "--hidden-size",
+            "24",
+            "--lr",
+            "0.02",
+            "--print-config",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = stdout(&o);
+    assert!(
+        printed.contains("[model]") && printed.contains("hidden_size = 24"),
+        "{printed}"
+    );
+    assert!(!dir.join("run").exists());
+    std::fs::write(dir.join("again.toml"), &printed).unwrap();
+    let o = lstm_lm(&["train", "--config", "again.toml", "--print-config"], dir);
+    assert_eq!(stdout(&o), printed, "{}", stderr(&o));
+    let o = lstm_lm(
+        &[
+            "train",
+            "--config",
+            "again.toml",
+            "--data",
+            "corpus.txt",
+            "--out",
+            "run",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--sample-tokens",
+            "0",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = lstm_lm(&["info", "--model", "run", "--print-config"], dir);
+    let from_run = stdout(&o);
+    assert!(
+        from_run.contains("hidden_size = 24") && from_run.contains("epochs = 1"),
+        "{from_run}"
+    );
+}

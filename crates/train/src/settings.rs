@@ -420,6 +420,13 @@ impl TrainSettings {
         Self::from_toml(&text, &format!("\"{}\"", path.display()))
     }
 
+    /// The settings as a TOML document with the sections `[data]`, `[model]`, `[optim]`,
+    /// `[schedule]` and `[train]`: what `--config` reads, so it repeats these settings.
+    pub fn to_toml(&self) -> Result<String, TrainError> {
+        toml::to_string(self)
+            .map_err(|e| TrainError::Settings(format!("cannot write the settings as TOML: {e}")))
+    }
+
     /// Merges `other` over `self`: every key present in `other`'s TOML text wins.
     pub fn merge_toml(&self, text: &str, origin: &str) -> Result<Self, TrainError> {
         let mut base = toml::Value::try_from(self)
@@ -642,6 +649,17 @@ mod tests {
         assert_eq!(t.model.cell, CellKind::Gru);
         assert!(s.set("optim.lrr=0.5").is_err());
         assert!(s.set("no-equals").is_err());
+    }
+
+    #[test]
+    fn to_toml_reads_back_as_the_same_settings() {
+        for name in ["seed", "char-rnn", "wt2-small"] {
+            let mut s = TrainSettings::preset(name).unwrap();
+            s.train.checkpoint_every = CheckpointEvery::Steps(500);
+            let text = s.to_toml().unwrap();
+            let back = TrainSettings::default().merge_toml(&text, "test").unwrap();
+            assert_eq!(back, s, "{name}:\n{text}");
+        }
     }
 
     #[test]

@@ -12,20 +12,30 @@ use lstm_lm_train::{MetricEvent, RunDir, read_events};
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   lstm-lm info --model runs/sample
-  lstm-lm info --model runs/sample --json")]
+  lstm-lm info --model runs/sample --json
+  lstm-lm info --model runs/sample --print-config > again.toml")]
 pub struct InfoArgs {
     /// Run folder written by `lstm-lm train`.
     #[arg(long, value_name = "RUN_DIR")]
     pub model: PathBuf,
     /// Print one JSON object.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "print_config")]
     pub json: bool,
+    /// Print the run's settings as TOML (a --config file that repeats the run) and nothing else.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// Runs `lstm-lm info`.
 pub fn run(args: InfoArgs) -> Result<()> {
     let run = RunDir::new(&args.model);
     let config = run.load_config()?;
+    if args.print_config {
+        let mut out = std::io::stdout().lock();
+        write!(out, "{}", config.settings.to_toml()?)?;
+        out.flush()?;
+        return Ok(());
+    }
     let tokenizer = run.load_tokenizer(&config)?;
     let model = run.load_model(&config, &Device::flex())?;
     let params = model.num_params();

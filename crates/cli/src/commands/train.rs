@@ -29,7 +29,7 @@ Examples:
 )]
 pub struct TrainArgs {
     /// Training text (one or more files).
-    #[arg(long, num_args = 1.., required_unless_present = "resume")]
+    #[arg(long, num_args = 1.., required_unless_present_any = ["resume", "print_config"])]
     pub data: Vec<PathBuf>,
     /// Validation text.
     #[arg(long)]
@@ -38,7 +38,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub test: Option<PathBuf>,
     /// Run folder to create (must not hold a run yet).
-    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    #[arg(long, required_unless_present_any = ["resume", "print_config"], conflicts_with = "resume")]
     pub out: Option<PathBuf>,
     /// Continue the run in this folder from its latest checkpoint (a run stopped before its
     /// first checkpoint starts again from the beginning with its saved settings).
@@ -134,6 +134,10 @@ pub struct TrainArgs {
     /// them on demand.
     #[arg(long)]
     pub plot: bool,
+    /// Print the merged settings (defaults, --preset, --config, flags) as TOML and exit; the
+    /// output is a --config file that repeats the run.
+    #[arg(long, conflicts_with = "resume")]
+    pub print_config: bool,
     /// Plain log lines instead of a progress bar.
     #[arg(long, conflicts_with = "quiet")]
     pub log_lines: bool,
@@ -269,6 +273,12 @@ pub fn run(args: TrainArgs) -> Result<i32> {
     } else {
         args.settings()?
     };
+    if args.print_config {
+        let mut out = std::io::stdout().lock();
+        write!(out, "{}", settings.to_toml()?)?;
+        out.flush()?;
+        return Ok(0);
+    }
     if !resume {
         if args.data.len() > 1 && settings.data.split.is_some() {
             bail!("--split takes exactly one --data file");
