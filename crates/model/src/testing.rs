@@ -1,6 +1,6 @@
 //! Closeness checks for tests across the workspace (not part of the model's API).
 //!
-//! `fold(0.0, f32::max)` over differences drops NaN (`f32::max` returns the other operand), so
+//! Folding differences from 0.0 with `f32::max` drops NaN (`f32::max` returns the other operand), so
 //! an output of NaN everywhere would pass such a check; these fail on any non-finite value in
 //! either slice and on slices of different lengths.
 
