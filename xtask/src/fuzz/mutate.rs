@@ -251,7 +251,8 @@ mod tests {
         let count = count_nodes(&value);
         assert_eq!(count, 6);
         for n in 0..count {
-            let out = apply_json_edits(value.clone(), &[(0, n as u32, 11, Vec::new())]);
+            // Edit kind 0 writes EXTREMES[b]: b = 10 is 2^53 + 1.
+            let out = apply_json_edits(value.clone(), &[(0, n as u32, 10, Vec::new())]);
             assert!(String::from_utf8(out).unwrap().contains("9007199254740993"));
         }
     }
