@@ -18,11 +18,9 @@ use lstm_lm_train::{Checkpoint, RunDir};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const CORPUS: &str = "the keeper climbed the tower at dusk\n\
-the lamp burned over the cold sea\n\
-the keeper trimmed the wick at dawn\n\
-ships passed the rocks in the dark\n\
-the gulls slept on the cold rocks\n";
+#[path = "support/cli.rs"]
+mod support;
+use support::{CORPUS, assert_one_line_error as assert_clean_error, stderr, stdout};
 
 /// How long a wait for a run's files may take before the test gives up (a hang, not speed).
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -74,26 +72,6 @@ fn spawn(args: &[&str], dir: &Path, env: &[(&str, String)]) -> Trainer {
             .spawn()
             .expect("the lstm-lm binary starts"),
     ))
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Fails with a one-line `error:` message containing every one of `needles`.
-fn assert_clean_error(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert!(err.starts_with("error: "), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    assert!(!err.contains("panicked"), "stderr: {err}");
-    for needle in needles {
-        assert!(err.contains(needle), "{needle:?} not in: {err}");
-    }
 }
 
 /// A fresh run of the seed preset on the tiny corpus, 8 batches of 4 prefixes per epoch,

@@ -4,46 +4,14 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn lstm_lm(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the lstm-lm binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+#[path = "support/cli.rs"]
+mod support;
+use support::{CORPUS, lstm_lm, stderr, stdout};
 
 /// Fails with a one-line `error:` message containing `needle`.
 fn assert_clean_error(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(
-        !o.status.success(),
-        "expected failure, stdout: {}",
-        stdout(o)
-    );
-    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert!(err.starts_with("error: "), "stderr: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "stderr is not one line: {err}"
-    );
-    assert!(!err.contains("panicked"), "stderr: {err}");
-    assert!(err.contains(needle), "{needle:?} not in: {err}");
+    support::assert_one_line_error(o, &[needle]);
 }
-
-const CORPUS: &str = "the keeper climbed the tower at dusk\n\
-the lamp burned over the cold sea\n\
-the keeper trimmed the wick at dawn\n\
-ships passed the rocks in the dark\n\
-the gulls slept on the cold rocks\n";
 
 /// A tiny trained run shared by the tests that only read it.
 fn trained_run(dir: &Path) -> PathBuf {

@@ -1,37 +1,11 @@
 //! `lstm-lm train` checkpoints and `--resume` through the real binary: periodic checkpoints,
 //! runs killed before their first checkpoint, and what a resume refuses.
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn lstm_lm(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the lstm-lm binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Fails with a one-line `error:` message containing every one of `needles`.
-fn assert_clean_error(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert!(err.starts_with("error: "), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    assert!(!err.contains("panicked"), "stderr: {err}");
-    for needle in needles {
-        assert!(err.contains(needle), "{needle:?} not in: {err}");
-    }
-}
-
-const CORPUS: &str = "the keeper climbed the tower at dusk\n\
-the lamp burned over the cold sea\n\
-the keeper trimmed the wick at dawn\n\
-ships passed the rocks in the dark\n\
-the gulls slept on the cold rocks\n";
+#[path = "support/cli.rs"]
+mod support;
+use support::{CORPUS, assert_one_line_error as assert_clean_error, lstm_lm, stderr};
 
 /// A small, quick run of the seed preset on `corpus.txt` in `dir`, plus `extra` flags.
 fn train_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
