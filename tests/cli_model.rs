@@ -856,3 +856,50 @@ fn print_config_round_trips_through_config_and_info() {
         "{from_run}"
     );
 }
+
+/// `lstm-lm runs DIR` lists each run folder with its epochs, best validation perplexity and
+/// status; a run with epochs still to go reads as interrupted.
+#[test]
+fn runs_lists_finished_and_interrupted_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let run = trained_run(dir);
+    let runs = dir.join("runs");
+    std::fs::create_dir_all(runs.join("not-a-run")).unwrap();
+    let copy = |name: &str| {
+        let to = runs.join(name);
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(&run).unwrap().flatten() {
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+        }
+        to
+    };
+    copy("done");
+    let more = copy("more");
+    let config = more.join("config.json");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    value["settings"]["train"]["epochs"] = 50.into();
+    std::fs::write(&config, value.to_string()).unwrap();
+    let o = lstm_lm(&["runs", runs.to_str().unwrap(), "--json"], dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", stdout(&o));
+    assert_eq!(rows[0]["status"], "finished");
+    assert_eq!(rows[1]["status"], "interrupted");
+    assert_eq!(rows[1]["epochs"], 50);
+    assert!(rows[0]["best_valid_ppl"].as_f64().unwrap() > 1.0);
+    assert!(rows[0]["bytes"].as_u64().unwrap() > 1000);
+    let o = lstm_lm(&["runs", runs.to_str().unwrap()], dir);
+    let table = stdout(&o);
+    assert!(
+        table.contains("done") && table.contains("interrupted"),
+        "{table}"
+    );
+    assert_clean_error(&lstm_lm(&["runs", "missing"], dir), "missing");
+}

@@ -529,6 +529,7 @@ fn help_ends_with_examples_and_completions_know_every_command() {
         "score",
         "info",
         "plot",
+        "runs",
         "completions",
     ];
     for command in commands {

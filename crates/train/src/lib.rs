@@ -22,6 +22,7 @@ mod parallel;
 pub mod plot;
 mod run_dir;
 mod run_lock;
+pub mod runs;
 pub mod schedule;
 mod session;
 pub mod settings;

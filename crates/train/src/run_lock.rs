@@ -84,6 +84,15 @@ impl RunLock {
         Ok(RunLock { _file: Some(file) })
     }
 
+    /// Whether a trainer holds the lock of the run folder `root` now (nothing is written; a
+    /// folder without a lock file is not held).
+    pub fn is_held(root: &Path) -> bool {
+        let Ok(file) = File::open(root.join(LOCK_FILE)) else {
+            return false;
+        };
+        matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
+    }
+
     /// As [`acquire`](Self::acquire) when the folder exists; `None` when it does not yet (a new
     /// run locks it right after creating it).
     pub fn acquire_if_present(root: &Path) -> Result<Option<RunLock>, TrainError> {
@@ -133,6 +142,16 @@ mod tests {
         );
         drop(first);
         RunLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn is_held_sees_a_held_lock_and_only_that() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!RunLock::is_held(dir.path()));
+        let lock = RunLock::acquire(dir.path()).unwrap();
+        assert!(RunLock::is_held(dir.path()));
+        drop(lock);
+        assert!(!RunLock::is_held(dir.path()));
     }
 
     #[test]

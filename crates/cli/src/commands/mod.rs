@@ -9,6 +9,7 @@ pub mod generate;
 pub mod info;
 mod input;
 pub mod plot;
+pub mod runs;
 pub mod score;
 mod stop_signals;
 pub mod tokenize;
@@ -38,6 +39,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Draw training curves of one or more runs as SVG or PNG.
     Plot(plot::PlotArgs),
+    /// A table of the run folders under a directory (default runs/).
+    Runs(runs::RunsArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(completions::CompletionsArgs),
     /// Write man pages into a folder.
@@ -59,6 +62,7 @@ pub fn run(command: Command, cli: fn() -> clap::Command) -> Result<i32> {
         Command::Score(args) => done(score::run(args)),
         Command::Info(args) => done(info::run(args)),
         Command::Plot(args) => done(plot::run(args)),
+        Command::Runs(args) => done(runs::run(args)),
         Command::Completions(args) => done(completions::completions(args, cli())),
         Command::Man(args) => done(completions::man(args, cli())),
     }
