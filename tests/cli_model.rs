@@ -192,8 +192,18 @@ fn every_model_command_ends_quietly_when_its_reader_goes_away() {
     for args in never_read {
         assert_quiet_success(&with_reader_gone(args, dir, 0), &args.join(" "));
     }
-    let read_a_little: [&[&str]; 2] = [
+    let read_a_little: [&[&str]; 3] = [
         &["score", "--model", "run", "--file", "many.txt"],
+        &[
+            "generate",
+            "--model",
+            "run",
+            "--prompts",
+            "many.txt",
+            "--max-tokens",
+            "5",
+            "--json",
+        ],
         &[
             "generate",
             "--model",
@@ -226,6 +236,11 @@ fn every_model_command_ends_quietly_when_its_reader_goes_away() {
     ];
     assert_quiet_success(&with_reader_gone(&args, dir, 0), "train");
     assert!(dir.join("again/model.bpk").is_file());
+    let mut json_args = args.to_vec();
+    json_args[6] = "again-json";
+    json_args.push("--json");
+    assert_quiet_success(&with_reader_gone(&json_args, dir, 0), "train --json");
+    assert!(dir.join("again-json/model.bpk").is_file());
 }
 
 /// `--max-tokens` of `usize::MAX` is a limit never reached, not a size to reserve: generation
@@ -902,4 +917,101 @@ fn runs_lists_finished_and_interrupted_runs() {
         "{table}"
     );
     assert_clean_error(&lstm_lm(&["runs", "missing"], dir), "missing");
+}
+
+/// `train --json` prints only JSON lines on stdout: train events at the log interval, an epoch
+/// event per epoch, a sample and the summary last, each with the documented fields; the plain
+/// log lines on stderr carry the progress fields.
+#[test]
+fn train_json_prints_documented_events_and_log_lines_carry_progress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("corpus.txt"), CORPUS).unwrap();
+    let o = lstm_lm(
+        &[
+            "train",
+            "--preset",
+            "seed",
+            "--data",
+            "corpus.txt",
+            "--valid",
+            "corpus.txt",
+            "--out",
+            "run",
+            "--epochs",
+            "2",
+            "--hidden-size",
+            "16",
+            "--embedding-size",
+            "8",
+            "--log-interval",
+            "1",
+            "--sample-tokens",
+            "3",
+            "--log-lines",
+            "--json",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let events: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "epoch").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().filter(|k| **k == "train").count() >= 2,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        &kinds[kinds.len() - 2..],
+        ["sample", "summary"],
+        "{kinds:?}"
+    );
+    let train = events.iter().find(|e| e["event"] == "train").unwrap();
+    for field in [
+        "epoch",
+        "step",
+        "loss",
+        "ppl",
+        "lr",
+        "tok_per_s",
+        "eta_s",
+        "tokens",
+    ] {
+        assert!(train[field].is_number(), "{field} in {train}");
+    }
+    let epoch = events.iter().find(|e| e["event"] == "epoch").unwrap();
+    assert!(epoch["valid_ppl"].as_f64().unwrap().is_finite(), "{epoch}");
+    let summary = events.last().unwrap();
+    assert_eq!(summary["version"], 1);
+    assert_eq!(summary["epochs"], 2);
+    assert!(
+        summary["best_valid"]["ppl"].as_f64().unwrap().is_finite(),
+        "{summary}"
+    );
+    // The human progress lines: epoch, step of steps, loss, ppl, tok/s, both ETAs.
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.contains("step 1/"))
+        .unwrap_or_else(|| panic!("{err}"));
+    for needle in [
+        "epoch 1/2",
+        "loss ",
+        "ppl ",
+        "tok/s",
+        "ETA epoch ",
+        ", run ",
+    ] {
+        assert!(line.contains(needle), "{needle:?} not in {line:?}");
+    }
 }

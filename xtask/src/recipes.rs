@@ -192,6 +192,10 @@ pub struct TrainArgs {
     /// No progress output (the result line is still printed).
     #[arg(long)]
     pub quiet: bool,
+    /// One JSON object per line on stdout: the run's train, epoch and test events, then a
+    /// summary line holding summary.json's fields (schema: docs/json-events.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_backend(s: &str) -> Result<BackendKind, String> {
@@ -508,6 +512,7 @@ pub fn run_plan(
         accept_changed_data: args.accept_changed_data,
         stop,
         progress,
+        on_event: args.json.then(lstm_lm_train::json_events::stdout_sink),
         stop_at_step: None,
         crash_at_step: None,
     })
@@ -515,6 +520,14 @@ pub fn run_plan(
     let summary: TrainSummary = match outcome {
         TrainOutcome::Finished(s) => s,
         TrainOutcome::Interrupted { checkpoint } => {
+            if args.json {
+                lstm_lm_train::json_events::print_json_line(
+                    &lstm_lm_train::json_events::interrupted_event(
+                        &checkpoint,
+                        &resume_command(plan),
+                    ),
+                );
+            }
             eprintln!(
                 "interrupted: checkpoint saved in \"{}\"; continue with: {}",
                 checkpoint.display(),
@@ -608,6 +621,18 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
     }
     match run_plan(&plan, args, Some(stop))? {
+        Some(summary) if args.json => {
+            let mut event = serde_json::to_value(&summary)?;
+            if let Some(fields) = event.as_object_mut() {
+                fields.insert("event".into(), "summary".into());
+                fields.insert(
+                    "version".into(),
+                    lstm_lm_train::json_events::JSON_EVENTS_VERSION.into(),
+                );
+            }
+            lstm_lm_train::json_events::print_json_line(&event);
+            Ok(())
+        }
         Some(summary) => {
             println!("{}", summary.line);
             Ok(())

@@ -406,6 +406,22 @@ pub struct Generator {
     propose_even_if_slow: bool,
 }
 
+/// A generator's carried state, taken by [`Generator::snapshot`].
+#[derive(Clone)]
+pub struct GeneratorState(SavedState);
+
+#[derive(Clone)]
+enum SavedState {
+    Host {
+        state: HostState,
+        logits: HostLogits,
+    },
+    Device {
+        state: Option<RecurrentState>,
+        logits: Option<Vec<f32>>,
+    },
+}
+
 /// What [`HostState::logits`] holds.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum HostLogits {
@@ -496,6 +512,49 @@ impl Generator {
             }
         }
         Ok(())
+    }
+
+    /// A copy of the carried state (and the logits it ends on), for [`restore`](Self::restore):
+    /// beam search keeps one per hypothesis.
+    pub fn snapshot(&self) -> GeneratorState {
+        match &self.engine {
+            Engine::Host { state, logits, .. } => GeneratorState(SavedState::Host {
+                state: state.clone(),
+                logits: *logits,
+            }),
+            Engine::Device { state, logits, .. } => GeneratorState(SavedState::Device {
+                state: state.clone(),
+                logits: logits.clone(),
+            }),
+        }
+    }
+
+    /// Goes back to a state taken by [`snapshot`](Self::snapshot) of this generator.
+    pub fn restore(&mut self, saved: &GeneratorState) {
+        match (&mut self.engine, saved) {
+            (
+                Engine::Host { state, logits, .. },
+                GeneratorState(SavedState::Host {
+                    state: s,
+                    logits: l,
+                }),
+            ) => {
+                state.clone_from(s);
+                *logits = *l;
+            }
+            (
+                Engine::Device { state, logits, .. },
+                GeneratorState(SavedState::Device {
+                    state: s,
+                    logits: l,
+                }),
+            ) => {
+                state.clone_from(s);
+                logits.clone_from(l);
+            }
+            // A snapshot of another engine cannot come from this generator; start over.
+            _ => self.reset(),
+        }
     }
 
     /// Forgets everything fed so far: the next [`feed`](Self::feed) starts from a zero state.

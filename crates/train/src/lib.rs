@@ -8,13 +8,17 @@
 
 pub mod allocator;
 mod atomic;
+mod beam;
 mod checkpoint;
 pub mod data;
+pub mod decoding;
 mod device;
 mod error;
 mod evaluate;
 mod generate;
 pub mod host_optim;
+pub mod json_events;
+mod logit_rules;
 pub mod loss;
 mod metrics;
 pub mod optim;
@@ -26,6 +30,7 @@ pub mod runs;
 pub mod schedule;
 mod session;
 pub mod settings;
+mod stop_text;
 mod trainer;
 
 pub use atomic::write_atomic;
@@ -33,12 +38,15 @@ pub use checkpoint::{
     Checkpoint, LoadedCheckpoint, POINTER_FORMAT, POINTER_FORMAT_VERSION, STATE_FORMAT,
     STATE_FORMAT_VERSION, TRAINER_FORMAT, TRAINER_FORMAT_VERSION, TrainerState,
 };
+pub use decoding::{Conversation, GenerateOptions, GeneratedToken, Generation, StopReason};
 pub use device::{on_pool, setup_device, setup_threads};
 pub use error::TrainError;
 pub use evaluate::{EvalResult, evaluate};
-pub use generate::{Generator, SamplingConfig, score_ids};
+pub use generate::{Generator, GeneratorState, SamplingConfig, score_ids};
+pub use logit_rules::{apply_repetition_penalty, log_prob_of, no_repeat_ngram_bans};
 pub use metrics::{
-    METRICS_FORMAT, METRICS_FORMAT_VERSION, MetricEvent, MetricsFile, ProgressMode, read_events,
+    EventSink, METRICS_FORMAT, METRICS_FORMAT_VERSION, MetricEvent, MetricsFile, ProgressMode,
+    read_events,
 };
 pub use run_dir::{
     DataFileDigest, DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir,
@@ -47,4 +55,5 @@ pub use run_dir::{
 pub use run_lock::{LOCK_FILE, LOCK_FORMAT, LOCK_FORMAT_VERSION, RunLock};
 pub use session::{LoadedRun, TextScore};
 pub use settings::TrainSettings;
+pub use stop_text::StopText;
 pub use trainer::{TrainOptions, TrainOutcome, TrainSummary, format_secs, train};

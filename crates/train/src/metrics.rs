@@ -111,10 +111,15 @@ impl MetricEvent {
     }
 }
 
-/// Appends events to `metrics.jsonl`, flushing each line.
+/// Receives every event as it is appended to `metrics.jsonl` (`train --json` prints them).
+pub type EventSink = Box<dyn FnMut(&MetricEvent) + Send>;
+
+/// Appends events to `metrics.jsonl`, flushing each line, and hands each to an optional
+/// [`EventSink`].
 pub struct MetricsFile {
     path: PathBuf,
     file: File,
+    sink: Option<EventSink>,
 }
 
 impl MetricsFile {
@@ -145,7 +150,13 @@ impl MetricsFile {
         Ok(MetricsFile {
             path: path.to_path_buf(),
             file,
+            sink: None,
         })
+    }
+
+    /// Hands every event written from now on to `sink` too.
+    pub fn set_sink(&mut self, sink: Option<EventSink>) {
+        self.sink = sink;
     }
 
     /// Appends one event.
@@ -156,7 +167,11 @@ impl MetricsFile {
         self.file
             .write_all(line.as_bytes())
             .and_then(|_| self.file.flush())
-            .map_err(|e| TrainError::io(&self.path, e))
+            .map_err(|e| TrainError::io(&self.path, e))?;
+        if let Some(sink) = &mut self.sink {
+            sink(event);
+        }
+        Ok(())
     }
 }
 
@@ -213,7 +228,48 @@ impl ProgressMode {
     }
 }
 
-/// Progress display for one epoch.
+/// Running figures shown on the progress bar after each batch.
+pub(crate) struct BatchFigures {
+    /// Mean loss since the last log line.
+    pub loss: f64,
+    /// Training tokens per second since the last log line.
+    pub tok_per_s: f64,
+    /// Estimated seconds left in this epoch.
+    pub epoch_eta_s: f64,
+    /// Estimated seconds left in the whole run.
+    pub run_eta_s: f64,
+}
+
+impl BatchFigures {
+    /// `loss 4.213 | ppl 67.58 | 12.3k tok/s | ETA epoch 21s, run 3m10s`: the progress bar's
+    /// message and the tail of a log line.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "loss {:.4} | ppl {:.2} | {} tok/s | ETA epoch {}, run {}",
+            self.loss,
+            self.loss.exp(),
+            human_count(self.tok_per_s),
+            crate::trainer::format_secs(self.epoch_eta_s),
+            crate::trainer::format_secs(self.run_eta_s)
+        )
+    }
+}
+
+/// `950`, `12.3k`, `1.25M`: a rate short enough for a progress bar.
+pub(crate) fn human_count(x: f64) -> String {
+    if !x.is_finite() {
+        "?".into()
+    } else if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+/// Progress display for one epoch: a bar on a terminal (epoch, step of steps, loss, perplexity,
+/// tokens/s and the ETA of the epoch and of the run), a log line per interval elsewhere.
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     mode: ProgressMode,
@@ -231,7 +287,7 @@ impl Progress {
         let bar = use_bar.then(|| {
             let bar = ProgressBar::new(batches as u64);
             bar.set_style(
-                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+                ProgressStyle::with_template("epoch {prefix} [{bar:24}] step {pos}/{len} | {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
             );
@@ -250,10 +306,10 @@ impl Progress {
         Progress { bar, mode }
     }
 
-    pub(crate) fn batch_done(&self, message: impl FnOnce() -> String) {
+    pub(crate) fn batch_done(&self, figures: impl FnOnce() -> BatchFigures) {
         if let Some(bar) = &self.bar {
             bar.inc(1);
-            bar.set_message(message());
+            bar.set_message(figures().describe());
         }
     }
 

@@ -5,18 +5,14 @@ use std::path::Path;
 use burn::tensor::Device;
 use lstm_lm_model::LanguageModel;
 use lstm_lm_text_prep::{TextTokenizer, TokenizerKind};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use crate::TrainError;
 use crate::data;
+use crate::decoding::{Conversation, GenerateOptions, GeneratedToken, Generation};
 use crate::evaluate::{EvalResult, evaluate};
-use crate::generate::{Generator, SamplingConfig, score_ids};
+use crate::generate::{SamplingConfig, score_ids};
 use crate::run_dir::{RunConfig, RunDir};
 use crate::settings::Recipe;
-
-/// Most ids [`LoadedRun::generate`] reserves room for before generating; more grow the vector.
-const MAX_RESERVED_TOKENS: usize = 4096;
 
 /// Per-token scores of a text.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -64,7 +60,7 @@ impl LoadedRun {
     /// (text starts after a line break), nothing otherwise. N-gram models were trained on
     /// prefixes read from a zero state (padding never reaches the prediction), so they start
     /// from the zero state too.
-    fn start_context(&self) -> Vec<u32> {
+    pub(crate) fn start_context(&self) -> Vec<u32> {
         match (self.recipe(), self.tokenizer.eos_id()) {
             (Recipe::Stream, Some(eos)) => vec![eos],
             _ => Vec::new(),
@@ -97,8 +93,9 @@ impl LoadedRun {
         Ok(ids)
     }
 
-    /// Generates up to `max_tokens` tokens after `prompt`, calling `emit` with each piece of
-    /// text as soon as it can be printed. Returns the generated ids.
+    /// Streams a continuation of `prompt`: every piece of text goes to `emit` as soon as it is
+    /// decoded (plain sampling; [`generate_with`](Self::generate_with) takes every control).
+    /// Returns the generated ids.
     pub fn generate(
         &self,
         prompt: &str,
@@ -107,43 +104,32 @@ impl LoadedRun {
         seed: u64,
         mut emit: impl FnMut(&str) -> Result<(), TrainError>,
     ) -> Result<Vec<u32>, TrainError> {
-        sampling.validate()?;
-        let prompt_ids = self.prompt_ids(prompt)?;
-        let mut context = self.start_context();
-        if context.is_empty() && prompt_ids.is_empty() {
-            return Err(TrainError::Input(
-                "this model continues a prompt (its recipe has no start-of-text token): pass --prompt with at least one known word"
-                    .into(),
-            ));
-        }
-        let mut generator = Generator::new(self.model.clone(), self.device.clone());
-        context.extend_from_slice(&prompt_ids);
-        generator.feed(&context)?;
-        let banned: Vec<u32> = self.tokenizer.pad_id().into_iter().collect();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut decoder = self.tokenizer.stream_decoder();
-        for &id in &prompt_ids {
-            decoder.push(id);
-        }
-        // `max_tokens` is a limit, not a size: the reservation is capped (usize::MAX would
-        // overflow it) and the vector grows only with what is generated.
-        let mut out = Vec::with_capacity(max_tokens.min(MAX_RESERVED_TOKENS));
-        for _ in 0..max_tokens {
-            let Some(id) = generator.sample(sampling, &banned, &mut rng) else {
-                break;
-            };
-            out.push(id);
-            let piece = decoder.push(id);
-            if !piece.is_empty() {
-                emit(&piece)?;
+        let opts = GenerateOptions {
+            max_tokens,
+            sampling: sampling.clone(),
+            seed,
+            ..GenerateOptions::default()
+        };
+        let generation = self.generate_with(prompt, &opts, |t| {
+            if t.text.is_empty() {
+                Ok(())
+            } else {
+                emit(&t.text)
             }
-            generator.feed(&[id])?;
-        }
-        let rest = decoder.finish();
-        if !rest.is_empty() {
-            emit(&rest)?;
-        }
-        Ok(out)
+        })?;
+        Ok(generation.ids)
+    }
+
+    /// Generates a continuation of `prompt` with every control of [`GenerateOptions`] (stop
+    /// strings, repetition rules, beam search, probabilities), handing each token to `emit` as
+    /// it comes.
+    pub fn generate_with(
+        &self,
+        prompt: &str,
+        opts: &GenerateOptions,
+        emit: impl FnMut(&GeneratedToken) -> Result<(), TrainError>,
+    ) -> Result<Generation, TrainError> {
+        Conversation::new(self)?.turn(prompt, opts, &|| false, emit)
     }
 
     /// Scores `text`: the log-probability of every token given the ones before it.

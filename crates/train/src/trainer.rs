@@ -13,7 +13,7 @@ use crate::checkpoint::{Checkpoint, TrainerState};
 use crate::data::{self, Batch};
 use crate::evaluate::{EvalResult, evaluate};
 use crate::loss::projected_cross_entropy;
-use crate::metrics::{MetricEvent, MetricsFile, Progress, ProgressMode};
+use crate::metrics::{BatchFigures, EventSink, MetricEvent, MetricsFile, Progress, ProgressMode};
 use crate::optim::{build_optimizer, clip_global_norm};
 use crate::run_dir::{
     DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir, changed_data_files, model_bytes,
@@ -54,6 +54,8 @@ pub struct TrainOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Progress display.
     pub progress: ProgressMode,
+    /// Receives every event written to `metrics.jsonl`, as it is written (`train --json`).
+    pub on_event: Option<EventSink>,
     /// Behave as if interrupted once this many optimizer steps are done (tests and scripted
     /// runs: the same path as Ctrl-C).
     pub stop_at_step: Option<u64>,
@@ -115,7 +117,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     crate::on_pool(move || train_here(opts))
 }
 
-fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
+fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let run = RunDir::new(&opts.out);
     // Held until training ends; a new run's folder is locked as soon as it is created.
     let mut _lock = RunLock::acquire_if_present(run.root())?;
@@ -273,6 +275,7 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         run.save_config(&config)?;
     }
     let mut metrics = MetricsFile::open(&run.metrics_path(), (!fresh).then_some(st.global_step))?;
+    metrics.set_sink(opts.on_event.take());
     let total_steps = (per_epoch * settings.train.epochs) as u64;
     let pad = tokenizer.pad_id();
     let started = Instant::now();
@@ -385,35 +388,39 @@ fn train_here(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             window_loss += loss * tokens as f64;
             window_correct += correct;
             window_tokens += tokens;
-            progress
-                .batch_done(|| format!("loss {:.3}", window_loss / window_tokens.max(1) as f64));
+            // ETAs from this session's pace: the epoch's batches left and the run's steps left.
+            let pace = started.elapsed().as_secs_f64() / (st.global_step - steps_at_start) as f64;
+            let epoch_eta = pace * per_epoch.saturating_sub(st.batches_done) as f64;
+            let run_eta = pace * total_steps.saturating_sub(st.global_step) as f64;
+            let window_figures = || BatchFigures {
+                loss: window_loss / window_tokens.max(1) as f64,
+                tok_per_s: window_tokens as f64 / window_start.elapsed().as_secs_f64().max(1e-9),
+                epoch_eta_s: epoch_eta,
+                run_eta_s: run_eta,
+            };
+            progress.batch_done(window_figures);
             if st.batches_done % settings.train.log_interval == 0 || st.batches_done == per_epoch {
-                let secs = window_start.elapsed().as_secs_f64().max(1e-9);
+                let figures = window_figures();
                 let elapsed = elapsed_before + started.elapsed().as_secs_f64();
-                let done_here = (st.global_step - steps_at_start).max(1) as f64;
-                let eta = started.elapsed().as_secs_f64() / done_here
-                    * (total_steps.saturating_sub(st.global_step)) as f64;
-                let l = window_loss / window_tokens.max(1) as f64;
                 let event = MetricEvent::Train {
                     epoch,
                     batch: st.batches_done,
                     step: st.global_step,
-                    loss: l,
-                    ppl: l.exp(),
+                    loss: figures.loss,
+                    ppl: figures.loss.exp(),
                     accuracy: window_correct / window_tokens.max(1) as f64,
                     lr,
-                    tok_per_s: window_tokens as f64 / secs,
+                    tok_per_s: figures.tok_per_s,
                     elapsed_s: elapsed,
-                    eta_s: eta,
+                    eta_s: run_eta,
                     tokens: Some(st.tokens_seen),
                 };
                 metrics.write(&event)?;
                 progress.log(&format!(
-                    "epoch {epoch} batch {}/{per_epoch} | loss {l:.4} | ppl {:.2} | lr {lr:.4e} | {:.0} tok/s | eta {}",
+                    "epoch {epoch}/{} step {}/{per_epoch} | lr {lr:.4e} | {}",
+                    settings.train.epochs,
                     st.batches_done,
-                    l.exp(),
-                    window_tokens as f64 / secs,
-                    format_secs(eta)
+                    figures.describe()
                 ));
                 window_loss = 0.0;
                 window_correct = 0.0;

@@ -33,6 +33,7 @@ fn run(settings: &TrainSettings, data: &DataFiles, out: &Path, devices: usize) {
         accept_changed_data: false,
         stop: None,
         progress: ProgressMode::Quiet,
+        on_event: None,
         stop_at_step: None,
         crash_at_step: None,
     })
@@ -222,6 +223,7 @@ fn two_device_run_resumes_exactly() {
         accept_changed_data: false,
         stop: None,
         progress: ProgressMode::Quiet,
+        on_event: None,
         stop_at_step: (!resume).then_some(3),
         crash_at_step: None,
     };
@@ -256,6 +258,7 @@ fn more_devices_than_sequences_is_refused_before_anything_is_written() {
         accept_changed_data: false,
         stop: None,
         progress: ProgressMode::Quiet,
+        on_event: None,
         stop_at_step: None,
         crash_at_step: None,
     })

@@ -31,6 +31,7 @@ fn options(settings: &TrainSettings, data: &DataFiles, out: &Path) -> TrainOptio
         accept_changed_data: false,
         stop: None,
         progress: ProgressMode::Quiet,
+        on_event: None,
         stop_at_step: None,
         crash_at_step: None,
     }

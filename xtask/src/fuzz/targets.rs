@@ -125,6 +125,7 @@ fn train_tiny(
         epochs_override: None,
         stop: None,
         progress: ProgressMode::Quiet,
+        on_event: None,
         stop_at_step: stop_at,
         accept_changed_data: false,
         crash_at_step: None,

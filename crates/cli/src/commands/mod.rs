@@ -8,6 +8,7 @@ pub mod eval;
 pub mod generate;
 pub mod info;
 mod input;
+mod interactive;
 pub mod plot;
 pub mod runs;
 pub mod score;
@@ -57,7 +58,7 @@ pub fn run(command: Command, cli: fn() -> clap::Command) -> Result<i32> {
         Command::Encode(args) => done(encode::run(args)),
         Command::Decode(args) => done(decode::run(args)),
         Command::Train(args) => train::run(*args),
-        Command::Generate(args) => done(generate::run(args)),
+        Command::Generate(args) => generate::run(args),
         Command::Eval(args) => done(eval::run(args)),
         Command::Score(args) => done(score::run(args)),
         Command::Info(args) => done(info::run(args)),

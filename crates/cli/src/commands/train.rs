@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use lstm_lm_train::json_events;
 use lstm_lm_train::settings::{CheckpointEvery, TrainSettings};
 use lstm_lm_train::{
     DataFiles, LoadedRun, ProgressMode, SamplingConfig, TrainOptions, TrainOutcome, train,
@@ -144,6 +145,10 @@ pub struct TrainArgs {
     /// No progress output (metrics.jsonl is still written).
     #[arg(long)]
     pub quiet: bool,
+    /// One JSON object per line on stdout (train, epoch, test, sample and summary events;
+    /// schema in docs/json-events.md) instead of the human summary; progress stays on stderr.
+    #[arg(long)]
+    pub json: bool,
     /// Data-parallel training: a count (2: wgpu adapters 0 and 1; on flex/ndarray, the batch
     /// split into 2 shards trained in parallel threads on the CPU) or wgpu adapter indices
     /// (0,2). The first device is the main one. Allowed on --resume.
@@ -317,17 +322,30 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         accept_changed_data: args.accept_changed_data,
         stop: Some(signals.stop.clone()),
         progress,
+        on_event: args.json.then(json_events::stdout_sink),
         stop_at_step: None,
         crash_at_step: None,
     })?;
     match outcome {
         TrainOutcome::Interrupted { checkpoint } => {
+            if args.json {
+                let resume = format!("lstm-lm train --resume \"{}\"", out.display());
+                json_events::print_json_line(&json_events::interrupted_event(&checkpoint, &resume));
+            }
             eprintln!(
                 "interrupted: checkpoint saved in \"{}\"; continue with: lstm-lm train --resume \"{}\"",
                 checkpoint.display(),
                 out.display()
             );
             Ok(signals.exit_status())
+        }
+        TrainOutcome::Finished(summary) if args.json => {
+            if args.sample_tokens > 0 {
+                let text = sample_text(&out, device, &args.sample_prompt, args.sample_tokens)?;
+                json_events::print_json_line(&json_events::sample_event(&text));
+            }
+            json_events::print_json_line(&json_events::summary_event(&summary, &out));
+            Ok(0)
         }
         TrainOutcome::Finished(summary) => {
             let mut line = format!(
@@ -356,14 +374,31 @@ pub fn run(args: TrainArgs) -> Result<i32> {
     }
 }
 
-/// Prints a short generated sample from the finished run. N-gram models need a prompt: without
-/// one, the first word of the training text starts the sample.
+/// Prints a short generated sample from the finished run (or why there is none).
 fn print_sample(
     out: &std::path::Path,
     device: lstm_lm_model::burn::tensor::Device,
     prompt: &str,
     tokens: usize,
 ) -> Result<()> {
+    let line = match sample_text(out, device, prompt, tokens) {
+        Ok(text) => format!("sample: {}", text.trim()),
+        Err(e) => format!("no sample: {e}"),
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// A short sample from the finished run: the prompt and its continuation. N-gram models need a
+/// prompt: without one, the first word of the training text starts the sample.
+fn sample_text(
+    out: &std::path::Path,
+    device: lstm_lm_model::burn::tensor::Device,
+    prompt: &str,
+    tokens: usize,
+) -> Result<String> {
     let run = LoadedRun::load(out, device)?;
     let mut prompt = prompt.to_string();
     if prompt.is_empty()
@@ -382,7 +417,7 @@ fn print_sample(
         ..SamplingConfig::default()
     };
     let mut text = prompt.clone();
-    match run.generate(
+    run.generate(
         &prompt,
         tokens,
         &sampling,
@@ -391,10 +426,6 @@ fn print_sample(
             text.push_str(piece);
             Ok(())
         },
-    ) {
-        Ok(_) => writeln!(std::io::stdout(), "sample: {}", text.trim())?,
-        Err(e) => writeln!(std::io::stdout(), "no sample: {e}")?,
-    }
-    std::io::stdout().flush()?;
-    Ok(())
+    )?;
+    Ok(text)
 }
