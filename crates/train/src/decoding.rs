@@ -232,13 +232,18 @@ impl<'a> Conversation<'a> {
         let mut logprobs = opts.probabilities.then(Vec::new);
         let mut text = String::new();
         let mut reason = StopReason::Length;
+        let mut banned = Vec::with_capacity(pad.len());
         for _ in 0..opts.max_tokens {
             if interrupted() {
                 reason = StopReason::Interrupted;
                 break;
             }
-            let mut banned = pad.clone();
-            banned.extend(no_repeat_ngram_bans(&self.history, opts.no_repeat_ngram));
+            // Reused from token to token: nothing is allocated here without the n-gram ban.
+            banned.clear();
+            banned.extend_from_slice(&pad);
+            if opts.no_repeat_ngram > 0 {
+                banned.extend(no_repeat_ngram_bans(&self.history, opts.no_repeat_ngram));
+            }
             let Some((id, logprob)) = self.pick(opts, &banned, &mut rng)? else {
                 break;
             };
