@@ -359,6 +359,18 @@ fn interactive_session_through_a_pseudo_terminal() {
     term.expect("3 tokens");
     term.send("/quit\n");
     assert_eq!(term.wait(), Some(0), "{}", term.seen());
+    // `--prompt -` on a terminal is the same session; Ctrl-D leaves it.
+    let mut term = pty::Terminal::spawn(
+        env!("CARGO_BIN_EXE_lstm-lm"),
+        &["generate", "--model", "run", "--prompt", "-", "--greedy", "--max-tokens", "3"],
+        dir,
+    );
+    term.expect("> ");
+    term.send("the gulls\n");
+    term.expect("the gulls\r\n ");
+    term.expect("\n> ");
+    term.send("\x04");
+    assert_eq!(term.wait(), Some(0), "{}", term.seen());
 }
 
 #[cfg(unix)]

@@ -438,3 +438,55 @@ fn word_recipe_with_split_files_reports_the_published_figure() {
     let ppl = num(&s["test"], "ppl");
     assert!(ppl > 1.0 && ppl < 30.0, "{ppl}");
 }
+
+/// `--json`: the run's events as JSON lines, then a summary line holding summary.json's fields.
+#[test]
+fn json_flag_prints_events_then_the_summary() {
+    let env = Env::new();
+    let (train, valid, test) = (corpus(30_000, 3), corpus(4_000, 4), corpus(4_000, 5));
+    let files: [(&str, &[u8]); 3] = [
+        ("train.txt", train.as_bytes()),
+        ("valid.txt", valid.as_bytes()),
+        ("test.txt", test.as_bytes()),
+    ];
+    env.write_manifest(json!([fake_ptb(&files)]));
+    for (f, d) in files {
+        env.mirror_file(&format!("ptb/{f}"), d);
+    }
+    let o = env.xtask_train(
+        "ptb-small",
+        "run",
+        &[
+            "--epochs",
+            "1",
+            "--max-batches",
+            "2",
+            "--set",
+            "model.hidden_size=16",
+            "--set",
+            "model.embedding_size=16",
+            "--threads",
+            "1",
+            "--json",
+        ],
+    );
+    assert_ok(&o);
+    let events: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"train"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"epoch") && kinds.contains(&"test"),
+        "{kinds:?}"
+    );
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["version"], 1);
+    assert_eq!(summary["recipe"], "ptb-small");
+    assert_eq!(summary["test"], read_summary(&env.path("run"))["test"]);
+}
