@@ -1015,3 +1015,249 @@ fn train_json_prints_documented_events_and_log_lines_carry_progress() {
         assert!(line.contains(needle), "{needle:?} not in {line:?}");
     }
 }
+
+fn json_out(o: &Output) -> Vec<serde_json::Value> {
+    assert!(o.status.success(), "{}", stderr(o));
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+fn vector(v: &serde_json::Value) -> Vec<f64> {
+    v["vector"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+fn assert_close(a: &[f64], b: &[f64], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (x, y) in a.iter().zip(b) {
+        assert!(
+            (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+            "{what}: {x} vs {y}"
+        );
+    }
+}
+
+/// Sentence vectors: batched (sorted by length, padded) equal one text at a time, in input
+/// order; the formats agree; `similar` finds a line itself first; `score --file` batched equals
+/// one line at a time and names ids.
+#[test]
+fn embed_similar_and_batched_score_agree_with_one_text_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trained_run(dir);
+    let lines: Vec<&str> = CORPUS.lines().collect();
+    std::fs::write(dir.join("lines.txt"), format!("{}\n\n", CORPUS.trim_end())).unwrap();
+    let batched = json_out(&lstm_lm(
+        &["embed", "--model", "run", "--file", "lines.txt"],
+        dir,
+    ));
+    assert_eq!(
+        batched.len(),
+        lines.len() + 1,
+        "a vector or an error per line"
+    );
+    assert!(
+        batched[lines.len()]["error"].is_string(),
+        "{}",
+        batched[lines.len()]
+    );
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(batched[i]["index"], i);
+        let alone = json_out(&lstm_lm(&["embed", "--model", "run", line], dir));
+        assert_eq!(vector(&batched[i]).len(), 16);
+        assert_close(&vector(&batched[i]), &vector(&alone[0]), line);
+    }
+    let pooled = |pool: &str| {
+        vector(
+            &json_out(&lstm_lm(
+                &["embed", "--model", "run", "--pool", pool, lines[0]],
+                dir,
+            ))[0],
+        )
+    };
+    let (last, mean, max) = (pooled("last"), pooled("mean"), pooled("max"));
+    assert!(last != mean && mean != max, "the pools differ");
+    assert!(
+        max.iter().zip(&mean).all(|(m, a)| m >= a),
+        "max >= mean everywhere"
+    );
+    // TSV and NPY hold the same numbers.
+    let tsv = stdout(&lstm_lm(
+        &["embed", "--model", "run", "--format", "tsv", lines[1]],
+        dir,
+    ));
+    let tsv: Vec<f64> = tsv
+        .trim_end()
+        .split('\t')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_close(&tsv, &vector(&batched[1]), "tsv");
+    let o = lstm_lm(
+        &[
+            "embed",
+            "--model",
+            "run",
+            "--file",
+            "lines.txt",
+            "--format",
+            "npy",
+            "--out",
+            "v.npy",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 of 6 texts have no vector"),
+        "{}",
+        stderr(&o)
+    );
+    let npy = std::fs::read(dir.join("v.npy")).unwrap();
+    assert!(npy.starts_with(b"\x93NUMPY\x01\x00"));
+    let header_len = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    let header = std::str::from_utf8(&npy[10..10 + header_len]).unwrap();
+    assert!(
+        header.contains("'shape': (6, 16)") && header.ends_with('\n'),
+        "{header}"
+    );
+    assert_eq!((10 + header_len) % 64, 0);
+    let data = &npy[10 + header_len..];
+    assert_eq!(data.len(), 6 * 16 * 4);
+    let row2: Vec<f64> = data[2 * 64..3 * 64]
+        .chunks(4)
+        .map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap())))
+        .collect();
+    assert_close(&row2, &vector(&batched[2]), "npy row 2");
+    // `similar`: a line of the file is its own nearest line.
+    let found = json_out(&lstm_lm(
+        &[
+            "similar",
+            "--model",
+            "run",
+            "--query",
+            lines[3],
+            "--file",
+            "lines.txt",
+            "-k",
+            "3",
+            "--json",
+        ],
+        dir,
+    ));
+    assert_eq!(found.len(), 3);
+    assert_eq!(found[0]["line"], 4);
+    assert!(
+        (found[0]["similarity"].as_f64().unwrap() - 1.0).abs() < 1e-5,
+        "{}",
+        found[0]
+    );
+    assert!(found[1]["similarity"].as_f64().unwrap() <= found[0]["similarity"].as_f64().unwrap());
+    // Batched scores equal one line at a time; tokens carry ids.
+    let all = json_out(&lstm_lm(
+        &["score", "--model", "run", "--file", "lines.txt", "--json"],
+        dir,
+    ));
+    assert_eq!(all.len(), lines.len(), "blank lines are skipped");
+    for (i, line) in lines.iter().enumerate() {
+        let alone = &json_out(&lstm_lm(&["score", "--model", "run", "--json", line], dir))[0];
+        assert_eq!(all[i]["line"], i + 1);
+        let (a, b) = (
+            all[i]["tokens"].as_array().unwrap(),
+            alone["tokens"].as_array().unwrap(),
+        );
+        assert_eq!(a.len(), b.len(), "{line}");
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!((&x["id"], &x["token"]), (&y["id"], &y["token"]), "{line}");
+            let (lx, ly) = (
+                x["logprob"].as_f64().unwrap(),
+                y["logprob"].as_f64().unwrap(),
+            );
+            assert!((lx - ly).abs() < 1e-4, "{line}: {lx} vs {ly}");
+        }
+        assert!(all[i]["tokens"][0]["id"].is_u64(), "{}", all[i]);
+    }
+}
+
+#[test]
+fn embed_and_similar_refuse_bad_input_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trained_run(dir);
+    std::fs::write(dir.join("blank.txt"), "\n  \n").unwrap();
+    for (args, needle) in [
+        (vec!["embed", "--model", "run"], "give texts"),
+        (
+            vec!["embed", "--model", "run", "--layer", "5", "the"],
+            "--layer 5",
+        ),
+        (
+            vec!["embed", "--model", "run", "--pool", "median", "the"],
+            "--pool",
+        ),
+        (
+            vec!["embed", "--model", "run", "--file", "-", "--format", "npy"],
+            "standard input",
+        ),
+        (
+            vec!["embed", "--model", "run", "--file", "nope.txt"],
+            "nope.txt",
+        ),
+        (
+            vec![
+                "embed",
+                "--model",
+                "run",
+                "--out",
+                "no/such/dir/v.npy",
+                "the",
+            ],
+            "no/such/dir",
+        ),
+        (
+            vec![
+                "similar",
+                "--model",
+                "run",
+                "--query",
+                "the",
+                "--file",
+                "blank.txt",
+            ],
+            "no line",
+        ),
+        (
+            vec![
+                "similar",
+                "--model",
+                "run",
+                "--query",
+                "zzz",
+                "--file",
+                "blank.txt",
+            ],
+            "--query",
+        ),
+        (
+            vec![
+                "similar",
+                "--model",
+                "run",
+                "--query",
+                "the",
+                "--file",
+                "blank.txt",
+                "-k",
+                "0",
+            ],
+            "-k",
+        ),
+    ] {
+        assert_clean_error(&lstm_lm(&args, dir), needle);
+    }
+}

@@ -212,6 +212,37 @@ impl LanguageModel {
         (x, RecurrentState { layers: next })
     }
 
+    /// Every layer's output at every position (for inference: dropout is not applied), bottom
+    /// layer first; sentence vectors pool them.
+    ///
+    /// # Shapes
+    /// - ids: `[batch, time]`
+    /// - output: one `[batch, time, hidden]` per layer
+    pub fn layer_outputs(
+        &self,
+        ids: Tensor<2, Int>,
+        state: Option<RecurrentState>,
+    ) -> (Vec<Tensor<3>>, RecurrentState) {
+        let [batch, _] = ids.dims();
+        let device = ids.device();
+        let state = state.unwrap_or_else(|| self.zero_state(batch, &device));
+        let mut x = embedding(self.embedding.val(), ids);
+        let mut outputs = Vec::with_capacity(self.layers.len());
+        let mut next = Vec::with_capacity(self.layers.len());
+        for (layer, layer_state) in self.layers.iter().zip(state.layers) {
+            let (out, s) = layer.forward(x, layer_state);
+            next.push(s);
+            outputs.push(out.clone());
+            x = out;
+        }
+        (outputs, RecurrentState { layers: next })
+    }
+
+    /// Number of recurrent layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
     /// Projects hidden vectors to logits with one matrix product.
     ///
     /// # Shapes

@@ -8,6 +8,7 @@
 
 pub mod allocator;
 mod atomic;
+mod batch_score;
 mod beam;
 mod checkpoint;
 pub mod data;
@@ -28,9 +29,11 @@ mod run_dir;
 mod run_lock;
 pub mod runs;
 pub mod schedule;
+mod sentence_vectors;
 mod session;
 pub mod settings;
 mod stop_text;
+mod text_batches;
 mod trainer;
 
 pub use atomic::write_atomic;
@@ -53,6 +56,7 @@ pub use run_dir::{
     changed_data_files, load_weights, model_bytes,
 };
 pub use run_lock::{LOCK_FILE, LOCK_FORMAT, LOCK_FORMAT_VERSION, RunLock};
+pub use sentence_vectors::{EmbedOptions, LayerChoice, Pooling};
 pub use session::{LoadedRun, TextScore};
 pub use settings::TrainSettings;
 pub use stop_text::StopText;

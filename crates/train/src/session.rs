@@ -10,7 +10,7 @@ use crate::TrainError;
 use crate::data;
 use crate::decoding::{Conversation, GenerateOptions, GeneratedToken, Generation};
 use crate::evaluate::{EvalResult, evaluate};
-use crate::generate::{SamplingConfig, score_ids};
+use crate::generate::SamplingConfig;
 use crate::run_dir::{RunConfig, RunDir};
 use crate::settings::Recipe;
 
@@ -19,6 +19,8 @@ use crate::settings::Recipe;
 pub struct TextScore {
     /// Each scored token as text, with its natural-log probability.
     pub tokens: Vec<(String, f64)>,
+    /// The ids of the scored tokens (the same order as `tokens`).
+    pub ids: Vec<u32>,
     /// Sum of the log-probabilities.
     pub total_logprob: f64,
     /// exp(−mean log-probability).
@@ -68,7 +70,7 @@ impl LoadedRun {
     }
 
     /// The ids of a prompt (or text to score) without the trailing `<eos>` a line gets.
-    fn text_ids(&self, text: &str) -> Result<Vec<u32>, TrainError> {
+    pub(crate) fn text_ids(&self, text: &str) -> Result<Vec<u32>, TrainError> {
         let mut ids = self.tokenizer.encode_line(text)?;
         if let Some(eos) = self.tokenizer.eos_id()
             && ids.last() == Some(&eos)
@@ -130,37 +132,6 @@ impl LoadedRun {
         emit: impl FnMut(&GeneratedToken) -> Result<(), TrainError>,
     ) -> Result<Generation, TrainError> {
         Conversation::new(self)?.turn(prompt, opts, &|| false, emit)
-    }
-
-    /// Scores `text`: the log-probability of every token given the ones before it.
-    pub fn score(&self, text: &str) -> Result<TextScore, TrainError> {
-        let body = if self.recipe() == Recipe::Stream {
-            self.tokenizer.encode_line(text)?
-        } else {
-            self.text_ids(text)?
-        };
-        if body.is_empty() {
-            return Err(TrainError::Input(format!(
-                "{text:?} has no token this model's tokenizer knows"
-            )));
-        }
-        let context = self.start_context();
-        // With no start context (char, BPE) the first token is context, not scored.
-        let from = context.len().max(1);
-        let mut ids = context;
-        ids.extend_from_slice(&body);
-        let logps = score_ids(&self.model, &ids, from, &self.device)?;
-        let tokens: Vec<(String, f64)> = ids[from..]
-            .iter()
-            .zip(&logps)
-            .map(|(&id, &lp)| (self.tokenizer.id_to_token(id).unwrap_or_default(), lp))
-            .collect();
-        let total: f64 = logps.iter().sum();
-        Ok(TextScore {
-            ppl: (-total / logps.len() as f64).exp(),
-            total_logprob: total,
-            tokens,
-        })
     }
 
     /// Loss, perplexity and accuracy on a text file, prepared the way the run's training data

@@ -3,6 +3,7 @@
 pub mod completions;
 pub mod decode;
 mod device_args;
+pub mod embed;
 pub mod encode;
 pub mod eval;
 pub mod generate;
@@ -12,6 +13,7 @@ mod interactive;
 pub mod plot;
 pub mod runs;
 pub mod score;
+pub mod similar;
 mod stop_signals;
 pub mod tokenize;
 pub mod train;
@@ -36,6 +38,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Log-probabilities of a text under a trained run's model.
     Score(score::ScoreArgs),
+    /// Sentence vectors: one vector per text from the recurrent states.
+    Embed(embed::EmbedArgs),
+    /// The lines of a file nearest to a query by the cosine of their sentence vectors.
+    Similar(similar::SimilarArgs),
     /// What a run folder holds: configuration, size, vocabulary, training history.
     Info(info::InfoArgs),
     /// Draw training curves of one or more runs as SVG or PNG.
@@ -61,6 +67,8 @@ pub fn run(command: Command, cli: fn() -> clap::Command) -> Result<i32> {
         Command::Generate(args) => generate::run(args),
         Command::Eval(args) => done(eval::run(args)),
         Command::Score(args) => done(score::run(args)),
+        Command::Embed(args) => done(embed::run(args)),
+        Command::Similar(args) => done(similar::run(args)),
         Command::Info(args) => done(info::run(args)),
         Command::Plot(args) => done(plot::run(args)),
         Command::Runs(args) => done(runs::run(args)),

@@ -7,6 +7,7 @@ use clap::Args;
 use lstm_lm_train::LoadedRun;
 
 use super::device_args::DeviceArgs;
+use super::embed::{TEXTS_PER_BLOCK, TextSource};
 
 /// Score text: total and per-token log-probabilities, and perplexity.
 #[derive(Debug, Args)]
@@ -25,60 +26,83 @@ pub struct ScoreArgs {
     /// The text to score (or use --file).
     #[arg(conflicts_with = "file")]
     pub text: Option<String>,
-    /// Score each line of this file.
-    #[arg(long)]
+    /// Score each line of this file (- for standard input); blank lines are skipped.
+    #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Print JSON (one object per text).
+    /// Print JSON (one object per text: text, total_logprob, ppl, tokens with id, token and
+    /// logprob, and the line number with --file).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
 
-/// Runs `lstm-lm score`.
+/// Runs `lstm-lm score`. Lines of a file are scored in blocks, many at once (see
+/// `LoadedRun::score_many`), and printed in input order; blank lines are skipped.
 pub fn run(args: ScoreArgs) -> Result<()> {
-    let texts: Vec<String> = match (&args.text, &args.file) {
-        (Some(t), None) => vec![t.clone()],
-        (None, Some(path)) => lstm_lm_train::data::read_file(path)?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
-            .collect(),
-        _ => bail!("give the text to score as an argument or with --file FILE"),
-    };
+    if args.text.is_none() && args.file.is_none() {
+        bail!("give the text to score as an argument or with --file FILE");
+    }
     let device = args.device.device()?;
-    let (model, json) = (args.model, args.json);
     // On a pool thread, like training: see `lstm_lm_train::on_pool`.
     lstm_lm_train::on_pool(move || -> Result<()> {
-        let run = LoadedRun::load(&model, device)?;
+        let run = LoadedRun::load(&args.model, device)?;
+        let texts: Vec<String> = args.text.iter().cloned().collect();
+        // Opened here: standard input's lock stays on this thread.
+        let mut source = TextSource::new(&texts, args.file.as_deref())?;
         let mut out = std::io::stdout().lock();
-        for text in &texts {
-            let s = run.score(text)?;
-            if json {
-                let tokens: Vec<serde_json::Value> = s
-                    .tokens
-                    .iter()
-                    .map(|(t, lp)| serde_json::json!({"token": t, "logprob": lp}))
-                    .collect();
-                let line = serde_json::json!({
-                    "text": text,
-                    "total_logprob": s.total_logprob,
-                    "ppl": s.ppl,
-                    "tokens": tokens,
-                });
-                writeln!(out, "{line}")?;
-            } else {
-                writeln!(out, "{text}")?;
-                for (t, lp) in &s.tokens {
-                    writeln!(out, "  {lp:>9.4}  {t}")?;
+        let mut line = 0usize;
+        loop {
+            let block = source.block(TEXTS_PER_BLOCK)?;
+            if block.is_empty() {
+                break;
+            }
+            // (line number from 1, text) of the lines that are not blank.
+            let numbered: Vec<(usize, String)> = block
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| (line + i + 1, t))
+                .collect();
+            line += numbered.len();
+            let (lines, texts): (Vec<usize>, Vec<String>) = numbered
+                .into_iter()
+                .filter(|(_, t)| !t.trim().is_empty())
+                .unzip();
+            for ((n, text), score) in lines.iter().zip(&texts).zip(run.score_many(&texts)) {
+                let s = score.map_err(|e| match &args.file {
+                    Some(_) => anyhow::anyhow!("{}: {e}", source.describe(n - 1)),
+                    None => e.into(),
+                })?;
+                if args.json {
+                    let tokens: Vec<serde_json::Value> = s
+                        .tokens
+                        .iter()
+                        .zip(&s.ids)
+                        .map(|((t, lp), id)| serde_json::json!({"id": id, "token": t, "logprob": lp}))
+                        .collect();
+                    let mut v = serde_json::json!({
+                        "text": text,
+                        "total_logprob": s.total_logprob,
+                        "ppl": s.ppl,
+                        "tokens": tokens,
+                    });
+                    if args.file.is_some() {
+                        v["line"] = serde_json::json!(n);
+                    }
+                    writeln!(out, "{v}")?;
+                } else {
+                    writeln!(out, "{text}")?;
+                    for (t, lp) in &s.tokens {
+                        writeln!(out, "  {lp:>9.4}  {t}")?;
+                    }
+                    writeln!(
+                        out,
+                        "  total log-probability {:.4} over {} tokens, perplexity {:.2}",
+                        s.total_logprob,
+                        s.tokens.len(),
+                        s.ppl
+                    )?;
                 }
-                writeln!(
-                    out,
-                    "  total log-probability {:.4} over {} tokens, perplexity {:.2}",
-                    s.total_logprob,
-                    s.tokens.len(),
-                    s.ppl
-                )?;
             }
         }
         out.flush()?;
