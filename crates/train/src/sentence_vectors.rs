@@ -126,7 +126,7 @@ impl LoadedRun {
             .collect();
         let inputs: Vec<Vec<u32>> = prepared
             .iter()
-            .map(|p| p.as_ref().map(Vec::clone).unwrap_or_default())
+            .map(|p| p.as_ref().cloned().unwrap_or_default())
             .collect();
         let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
         let mut vectors: Vec<Option<Result<Vec<f32>, TrainError>>> =
