@@ -59,7 +59,7 @@ pub struct EmbedArgs {
 
 /// Where texts come from: the command line, or a file's lines read block by block.
 pub(crate) enum TextSource {
-    Args(std::vec::IntoIter<String>),
+    Args(std::collections::VecDeque<String>),
     File(Lines),
 }
 
@@ -68,7 +68,7 @@ impl TextSource {
         match file {
             Some(f) => Ok(TextSource::File(Lines::open(Some(f))?)),
             None if texts.is_empty() => bail!("give texts as arguments or with --file FILE"),
-            None => Ok(TextSource::Args(texts.to_vec().into_iter())),
+            None => Ok(TextSource::Args(texts.iter().cloned().collect())),
         }
     }
 
@@ -77,7 +77,7 @@ impl TextSource {
         let mut out = Vec::new();
         while out.len() < n {
             let next = match self {
-                TextSource::Args(it) => it.next(),
+                TextSource::Args(queue) => queue.pop_front(),
                 TextSource::File(lines) => lines.next_line()?.map(str::to_string),
             };
             match next {
