@@ -1,7 +1,7 @@
 //! Reading text files, cutting them into lines, and writing files atomically.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, TextPrepError};
@@ -147,7 +147,8 @@ pub fn text_lines(text: &str) -> impl Iterator<Item = &str> {
     body.split('\n').filter(move |_| !empty)
 }
 
-/// Writes `bytes` to `path` atomically: to `path.tmp` first, synced to disk, then renamed over
+/// Writes `bytes` to `path` atomically (see [`atomic_file`](crate::atomic_file)): to a temporary
+/// file beside it first, synced to disk, then renamed over
 /// `path`, and the folder synced so the rename itself is durable.
 ///
 /// A reader never sees a half-written file; after a crash either the old or the new file is
@@ -156,49 +157,10 @@ pub fn text_lines(text: &str) -> impl Iterator<Item = &str> {
 /// # Errors
 /// [`TextPrepError::Write`] naming the file that could not be written, synced or renamed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let written = write_and_sync(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
-    if let Err(source) = written {
-        // The temporary file is ours and useless now; failing to remove it must not hide the
-        // error that matters, which is the one reported below.
-        let _ = fs::remove_file(&tmp);
-        return Err(TextPrepError::Write {
-            path: path.to_path_buf(),
-            source,
-        });
-    }
-    sync_parent(path).map_err(|source| TextPrepError::Write {
+    crate::atomic_file::write(path, bytes).map_err(|source| TextPrepError::Write {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// `path` with `.tmp` appended to its file name.
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    PathBuf::from(name)
-}
-
-fn write_and_sync(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-#[cfg(unix)]
-fn sync_parent(path: &Path) -> std::io::Result<()> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    File::open(parent)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_parent(_path: &Path) -> std::io::Result<()> {
-    // Folders cannot be opened for syncing on this platform; the rename is still atomic.
-    Ok(())
 }
 
 #[cfg(test)]
@@ -304,7 +266,11 @@ mod tests {
         write_atomic(&path, b"first").unwrap();
         write_atomic(&path, b"second").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"second");
-        assert!(!dir.path().join("out.json.tmp").exists());
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! **Architecture invariant:** this crate knows nothing about burn or models; it produces ids.
 #![warn(missing_docs)]
 
+pub mod atomic_file;
 mod bpe;
 mod categorical;
 mod chars;
