@@ -26,6 +26,8 @@ mod ngram;
 mod padding;
 mod split;
 mod stream;
+/// The synthetic corpus of known entropy (feature `testing`: tests and `cargo xtask synth`).
+#[cfg(feature = "testing")]
 pub mod synthetic;
 mod tbptt;
 mod tokenizer;
