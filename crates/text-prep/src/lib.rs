@@ -11,6 +11,32 @@
 //!   corpora.
 //!
 //! **Architecture invariant:** this crate knows nothing about burn or models; it produces ids.
+//!
+//! The Keras article's first steps: fit a tokenizer, turn lines into ids, pad them, and save the
+//! tokenizer as a `tokenizer.json` that Python's `tokenizers` loads too.
+//!
+//! ```
+//! use lstm_lm_text_prep::{
+//!     KerasTokenizer, Padding, TextTokenizer, Truncating, pad_sequences,
+//! };
+//!
+//! let lines = ["The cat sat on the mat.", "The dog sat."];
+//! let mut keras = KerasTokenizer::new(None, None);
+//! keras.fit_on_texts(lines);
+//! // Ids by frequency, from 1 ("the" and "sat" come twice); 0 is padding.
+//! let ids = keras.texts_to_sequences(lines);
+//! assert_eq!(ids[1], vec![1, 6, 2]);
+//! let padded = pad_sequences(&ids, Some(5), Padding::Pre, Truncating::Pre, 0);
+//! assert_eq!(padded.row(1), Some(&[0, 0, 1, 6, 2][..]));
+//!
+//! let tokenizer = TextTokenizer::from(keras);
+//! let dir = std::env::temp_dir().join(format!("lstm-lm-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! tokenizer.save(dir.join("tokenizer.json")).unwrap();
+//! let again = TextTokenizer::load(dir.join("tokenizer.json")).unwrap();
+//! assert_eq!(again.encode_line("the dog").unwrap(), vec![1, 6]);
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
 #![warn(missing_docs)]
 
 pub mod atomic_file;

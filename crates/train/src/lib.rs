@@ -2,8 +2,57 @@
 //!
 //! [`train`] runs the loop for both dataset recipes (Keras-style n-gram prefixes and the
 //! contiguous stream with truncated backpropagation through time) and writes a run folder
-//! ([`RunDir`]) with crash-safe checkpoints that resume exactly. [`evaluate`], [`score_ids`]
-//! and [`Generator`] use a trained run.
+//! ([`RunDir`]) with crash-safe checkpoints that resume exactly. [`LoadedRun`] uses a trained
+//! run: generation with every control ([`GenerateOptions`], [`Conversation`]), scoring,
+//! evaluation and sentence vectors.
+//!
+//! Train in a few lines, then generate, score and embed from the run folder:
+//!
+//! ```
+//! use lstm_lm_model::BackendKind;
+//! use lstm_lm_model::burn::tensor::Device;
+//! use lstm_lm_train::{
+//!     DataFiles, EmbedOptions, GenerateOptions, LoadedRun, ProgressMode, TrainOptions,
+//!     TrainOutcome, TrainSettings, train,
+//! };
+//!
+//! let dir = std::env::temp_dir().join(format!("lstm-lm-train-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let corpus = dir.join("corpus.txt");
+//! std::fs::write(&corpus, "the keeper lit the lamp\nthe lamp burned all night\n").unwrap();
+//! let settings = TrainSettings::preset("seed")
+//!     .and_then(|s| s.set("train.epochs=3"))
+//!     .and_then(|s| s.set("model.hidden_size=16"))
+//!     .unwrap();
+//! let outcome = train(TrainOptions {
+//!     settings,
+//!     data: DataFiles { train: vec![corpus], valid: None, test: None },
+//!     out: dir.join("run"),
+//!     backend: BackendKind::Flex,
+//!     device: Device::flex(),
+//!     extra_devices: Vec::new(),
+//!     resume: false,
+//!     epochs_override: None,
+//!     accept_changed_data: false,
+//!     stop: None,
+//!     progress: ProgressMode::Quiet,
+//!     on_event: None,
+//!     stop_at_step: None,
+//!     crash_at_step: None,
+//! })
+//! .unwrap();
+//! assert!(matches!(outcome, TrainOutcome::Finished(s) if s.epochs == 3));
+//!
+//! let run = LoadedRun::load(&dir.join("run"), Device::flex()).unwrap();
+//! let opts = GenerateOptions { max_tokens: 5, ..GenerateOptions::default() };
+//! let generated = run.generate_with("the keeper", &opts, |_token| Ok(())).unwrap();
+//! assert_eq!(generated.ids.len(), 5);
+//! let score = run.score("the lamp burned").unwrap();
+//! assert!(score.total_logprob < 0.0 && score.ppl.is_finite());
+//! let vectors = run.embed_many(&["the lamp".to_string()], &EmbedOptions::default());
+//! assert_eq!(vectors[0].as_ref().unwrap().len(), 16);
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
 #![warn(missing_docs)]
 
 pub mod allocator;
