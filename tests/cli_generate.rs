@@ -362,7 +362,16 @@ fn interactive_session_through_a_pseudo_terminal() {
     // `--prompt -` on a terminal is the same session; Ctrl-D leaves it.
     let mut term = pty::Terminal::spawn(
         env!("CARGO_BIN_EXE_lstm-lm"),
-        &["generate", "--model", "run", "--prompt", "-", "--greedy", "--max-tokens", "3"],
+        &[
+            "generate",
+            "--model",
+            "run",
+            "--prompt",
+            "-",
+            "--greedy",
+            "--max-tokens",
+            "3",
+        ],
         dir,
     );
     term.expect("> ");
