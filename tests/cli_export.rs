@@ -70,6 +70,10 @@ fn neighbors_lists_nearest_words_and_analogies_without_the_query_words() {
     );
     assert!(found.windows(2).all(|w| w[0].0 >= w[1].0), "{out}");
 
+    // Keras lowercases: a capitalised word finds the same row.
+    let capital = ok(&["neighbors", "--model", "run", "Keeper", "-k", "4"], dir);
+    assert_eq!(listed(&capital), found);
+
     // Several words, the output table, JSON: one object per word.
     let out = ok(
         &[
@@ -209,7 +213,7 @@ fn write_safetensors(tensors: &Tensors, metadata: &BTreeMap<String, String>) -> 
         );
     }
     let mut text = serde_json::to_string(&header).unwrap();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();
@@ -327,6 +331,9 @@ fn safetensors_export_reads_back_and_imports_to_the_same_scores() {
     let info = ok(&["info", "--model", "back"], dir);
     assert!(info.contains("embedding 8, hidden 16"), "{info}");
     ok(&["eval", "--model", "back", "--data", "corpus.txt"], dir);
+    let runs = ok(&["runs", "."], dir);
+    let line = runs.lines().find(|l| l.starts_with("back ")).unwrap();
+    assert!(line.contains("imported"), "{runs}");
     let text = ok(
         &[
             "generate",

@@ -21,6 +21,9 @@ use crate::settings::{Recipe, TokenizerChoice};
 use crate::torch_export::{TORCH_EXPORT_FORMAT, TORCH_EXPORT_FORMAT_VERSION, cell_name};
 use crate::{TrainError, TrainSettings, model_bytes};
 
+/// The `backend` an imported run's `config.json` names (it was trained elsewhere).
+pub const IMPORTED_BACKEND: &str = "imported";
+
 /// What `lstm-lm import` is given.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
@@ -134,7 +137,7 @@ pub fn import_torch(opts: &ImportOptions) -> Result<RunConfig, TrainError> {
         ngram_width,
         data: DataFiles::default(),
         data_digests: Vec::new(),
-        backend: "imported".to_string(),
+        backend: IMPORTED_BACKEND.to_string(),
     };
     write_run(&opts.out, &config, &tokenizer, &model_bytes(&model)?)?;
     Ok(config)
