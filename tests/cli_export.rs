@@ -709,3 +709,14 @@ fn bad_export_and_import_input_gives_one_line_errors() {
         assert!(!dir.join(name).join("config.json").exists(), "{name}");
     }
 }
+
+/// The new commands' `--help` ends with examples, as every command's does.
+#[test]
+fn help_of_neighbors_export_and_import_ends_with_examples() {
+    let tmp = tempfile::tempdir().unwrap();
+    for command in ["neighbors", "export", "import"] {
+        let help = ok(&[command, "--help"], tmp.path());
+        let examples = help.find("Examples:").unwrap_or_else(|| panic!("{help}"));
+        assert!(help[examples..].matches("lstm-lm ").count() >= 2, "{help}");
+    }
+}

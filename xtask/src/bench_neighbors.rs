@@ -11,7 +11,7 @@ pub const ROWS: usize = 33_278;
 /// The embedding width of the `wt2-medium` preset.
 pub const DIM: usize = 650;
 
-/// Wall and CPU milliseconds of each timed query (see [`crate::bench::time_iters`]).
+/// Wall and CPU milliseconds of each timed query (as `bench::time_iters` measures them).
 pub fn bench_neighbors(warmup: usize, iters: usize, rng: &mut ChaCha8Rng) -> (Vec<f64>, Vec<f64>) {
     let values: Vec<f32> = (0..ROWS * DIM)
         .map(|_| rng.random_range(-0.1f32..0.1))
