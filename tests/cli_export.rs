@@ -154,6 +154,28 @@ fn neighbors_lists_nearest_words_and_analogies_without_the_query_words() {
     assert_one_line_error(&o, &["--table", "hidden"]);
     let o = lstm_lm(&["neighbors", "--model", "nowhere", "keeper"], dir);
     assert_one_line_error(&o, &["nowhere"]);
+
+    // A reader that goes away (`| head -c 0`) ends the command quietly.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
+        .args([
+            "neighbors",
+            "--model",
+            "run",
+            "keeper",
+            "sea",
+            "lamp",
+            "-k",
+            "50",
+        ])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
 }
 
 #[test]
