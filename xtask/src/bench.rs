@@ -35,6 +35,8 @@ pub enum BenchConfig {
     Lm,
     /// The `lm` model, batch 1: a 20-token prompt, then 200 sampled tokens.
     Gen,
+    /// `lstm-lm neighbors`: one nearest-word query on a 33,278 × 650 table (not in `all`).
+    Neighbors,
     /// All three.
     All,
 }
@@ -45,6 +47,7 @@ impl BenchConfig {
             BenchConfig::Seed => "seed",
             BenchConfig::Lm => "lm",
             BenchConfig::Gen => "gen",
+            BenchConfig::Neighbors => "neighbors",
             BenchConfig::All => "all",
         }
     }
@@ -198,7 +201,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 println!("{}", ours.line);
                 // PyTorch at each thread count; the fastest one is compared with ours.
                 let mut theirs: Option<Measured> = None;
-                if let Some((python, script)) = &torch {
+                // The PyTorch script has no `neighbors` configuration.
+                if let Some((python, script)) =
+                    torch.as_ref().filter(|_| config != BenchConfig::Neighbors)
+                {
                     for threads in &torch_threads {
                         let mut cmd = Command::new(python);
                         cmd.arg(script)
@@ -299,6 +305,7 @@ fn measure(mut cmd: Command, prefix: &str) -> Result<Measured> {
     };
     let value = field("seq_per_s")
         .or_else(|| field("tok_per_s"))
+        .or_else(|| field("query_per_s"))
         .with_context(|| format!("no throughput figure in `{line}`"))?;
     let peak_rss_mb = peak_kb as f64 / 1024.0;
     Ok(Measured {
@@ -339,7 +346,11 @@ fn cpu_seconds() -> f64 {
 
 /// Times `step`: `warmup` untimed calls, then `iters` timed ones. Returns wall and CPU
 /// milliseconds per timed call.
-fn time_iters(warmup: usize, iters: usize, mut step: impl FnMut()) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn time_iters(
+    warmup: usize,
+    iters: usize,
+    mut step: impl FnMut(),
+) -> (Vec<f64>, Vec<f64>) {
     for _ in 0..warmup {
         step();
     }
@@ -368,6 +379,11 @@ pub fn run_one(args: &BenchOneArgs) -> Result<()> {
             BenchConfig::Seed => ("seq_per_s", 128usize, bench_seed(args, &device, &mut rng)?),
             BenchConfig::Lm => ("tok_per_s", 32 * 35, bench_lm(args, &device, &mut rng)?),
             BenchConfig::Gen => ("tok_per_s", 200, bench_gen(args, &device, &mut rng)?),
+            BenchConfig::Neighbors => (
+                "query_per_s",
+                1,
+                crate::bench_neighbors::bench_neighbors(args.warmup, args.iters, &mut rng),
+            ),
             BenchConfig::All => bail!("bench-one takes a single configuration"),
         })
     })?;

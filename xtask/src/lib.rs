@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod bench;
+pub mod bench_neighbors;
 pub mod download;
 pub mod fuzz;
 pub mod gpu_bench;

@@ -49,6 +49,7 @@ mod state;
 #[doc(hidden)]
 pub mod testing;
 mod torch_names;
+mod word_vectors;
 
 pub use backend::{BackendKind, device_for, wgpu_adapters};
 pub use config::{CellKind, LanguageModelConfig};
@@ -57,6 +58,7 @@ pub use language_model::LanguageModel;
 pub use recurrent::RecurrentLayer;
 pub use state::{LayerState, RecurrentState};
 pub use torch_names::NamedTensor;
+pub use word_vectors::{Neighbor, VectorTable, WordTable, WordVectors};
 
 /// Re-export of the burn version this crate is built on, so callers use the same types.
 pub use burn;

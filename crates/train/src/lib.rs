@@ -83,7 +83,11 @@ mod session;
 pub mod settings;
 mod stop_text;
 mod text_batches;
+mod torch_export;
+mod torch_import;
 mod trainer;
+mod vector_export;
+mod word_search;
 
 pub use atomic::write_atomic;
 pub use checkpoint::{
@@ -109,4 +113,10 @@ pub use sentence_vectors::{EmbedOptions, LayerChoice, Pooling};
 pub use session::{LoadedRun, TextScore};
 pub use settings::TrainSettings;
 pub use stop_text::StopText;
+pub use torch_export::{
+    TORCH_EXPORT_FORMAT, TORCH_EXPORT_FORMAT_VERSION, export_safetensors, torch_state_dict_bytes,
+};
+pub use torch_import::{ImportOptions, import_torch};
 pub use trainer::{TrainOptions, TrainOutcome, TrainSummary, format_secs, train};
+pub use vector_export::{VectorExport, escape_token, export_projector, export_word2vec};
+pub use word_search::{WordNeighbor, WordSearch, word_id};

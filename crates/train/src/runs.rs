@@ -18,6 +18,8 @@ pub enum RunStatus {
     Finished,
     /// Stopped before its last epoch: `lstm-lm train --resume` continues it.
     Interrupted,
+    /// Made by `lstm-lm import` from another program's weights, not trained here.
+    Imported,
 }
 
 /// One run folder, summarised.
@@ -35,7 +37,7 @@ pub struct RunSummary {
     pub epochs: usize,
     /// Best validation perplexity so far.
     pub best_valid_ppl: Option<f64>,
-    /// Running, finished or interrupted.
+    /// Running, finished, interrupted or imported.
     pub status: RunStatus,
     /// Bytes on disk, every file of the folder included.
     pub bytes: u64,
@@ -84,6 +86,8 @@ pub fn summarise(path: &Path) -> Result<RunSummary, TrainError> {
     let epochs = config.settings.train.epochs;
     let status = if RunLock::is_held(path) {
         RunStatus::Running
+    } else if config.backend == crate::torch_import::IMPORTED_BACKEND {
+        RunStatus::Imported
     } else if tested || epochs_done >= epochs || model_is_final(&run, &config) {
         RunStatus::Finished
     } else {

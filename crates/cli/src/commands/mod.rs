@@ -6,10 +6,13 @@ mod device_args;
 pub mod embed;
 pub mod encode;
 pub mod eval;
+pub mod export;
 pub mod generate;
+pub mod import;
 pub mod info;
 mod input;
 mod interactive;
+pub mod neighbors;
 pub mod plot;
 pub mod runs;
 pub mod score;
@@ -42,6 +45,12 @@ pub enum Command {
     Embed(embed::EmbedArgs),
     /// The lines of a file nearest to a query by the cosine of their sentence vectors.
     Similar(similar::SimilarArgs),
+    /// Nearest words (cosine of word vectors) and word2vec analogies.
+    Neighbors(neighbors::NeighborsArgs),
+    /// Write a run's weights (PyTorch safetensors) or word vectors (word2vec, projector).
+    Export(export::ExportArgs),
+    /// Make a run folder from a PyTorch state dict (safetensors) and a tokenizer.json.
+    Import(import::ImportArgs),
     /// What a run folder holds: configuration, size, vocabulary, training history.
     Info(info::InfoArgs),
     /// Draw training curves of one or more runs as SVG or PNG.
@@ -69,6 +78,9 @@ pub fn run(command: Command, cli: fn() -> clap::Command) -> Result<i32> {
         Command::Score(args) => done(score::run(args)),
         Command::Embed(args) => done(embed::run(args)),
         Command::Similar(args) => done(similar::run(args)),
+        Command::Neighbors(args) => done(neighbors::run(args)),
+        Command::Export(args) => done(export::run(args)),
+        Command::Import(args) => done(import::run(args)),
         Command::Info(args) => done(info::run(args)),
         Command::Plot(args) => done(plot::run(args)),
         Command::Runs(args) => done(runs::run(args)),
