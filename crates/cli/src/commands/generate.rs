@@ -57,6 +57,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         greedy: args.greedy,
     };
     sampling.validate()?;
+    if super::ngram::is_ngram_run(&args.model) {
+        let (model, prompt) = (&args.model, &args.prompt);
+        return super::ngram::generate(model, prompt, args.max_tokens, &sampling, args.seed);
+    }
     let device = args.device.device()?;
     // On a pool thread, like training: see `lstm_lm_train::on_pool`.
     lstm_lm_train::on_pool(move || {
