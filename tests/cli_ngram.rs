@@ -343,3 +343,42 @@ fn bad_ngram_input_is_a_one_line_error() {
     let eval = ok(&["eval", "--model", "chars", "--data", "corpus.txt"], dir);
     assert!(eval.contains("perplexity"), "{eval}");
 }
+
+/// `ngram export --out -` and a long `generate` end quietly when their reader goes away.
+#[test]
+fn ngram_commands_end_quietly_when_the_reader_goes_away() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    ngram_run(dir, "3");
+    let commands: [&[&str]; 2] = [
+        &[
+            "ngram", "export", "--model", "kn", "--format", "arpa", "--out", "-",
+        ],
+        &[
+            "generate",
+            "--model",
+            "kn",
+            "--prompt",
+            "the",
+            "--max-tokens",
+            "100000000",
+        ],
+    ];
+    for args in commands {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lstm-lm"))
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The pipe's read end is closed here.
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).is_empty(), "{args:?}: {}", stderr(&o));
+    }
+}

@@ -14,8 +14,8 @@ impl KneserNeyModel {
     ///
     /// # Errors
     /// [`NgramError::Arpa`] when a symbol's name is empty, holds whitespace (ARPA separates
-    /// words by whitespace) or repeats another's; [`NgramError::Io`]-free: write errors come
-    /// back as [`NgramError::Arpa`] with the cause.
+    /// words by whitespace) or repeats another's; write errors come
+    /// back as [`NgramError::WriteArpa`] with the cause.
     pub fn write_arpa(&self, names: &[String], out: &mut dyn Write) -> Result<()> {
         let symbols = self.symbols();
         let listed = |id: u32| !symbols.excluded.contains(&id);
@@ -33,7 +33,7 @@ impl KneserNeyModel {
                 )));
             }
         }
-        let io = |e: std::io::Error| NgramError::Arpa(format!("cannot write: {e}"));
+        let io = NgramError::WriteArpa;
         let counts = self.ngram_counts();
         let unigrams = (0..symbols.len()).filter(|&id| listed(id)).count();
         writeln!(out, "\\data\\").map_err(io)?;

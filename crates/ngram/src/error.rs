@@ -68,6 +68,10 @@ pub enum NgramError {
     #[error("ARPA: {0}")]
     Arpa(String),
 
+    /// Writing ARPA text failed (the cause is kept, so a closed pipe can be told apart).
+    #[error("cannot write the ARPA text")]
+    WriteArpa(#[source] std::io::Error),
+
     /// Input that cannot be scored or continued.
     #[error("{0}")]
     Input(String),
