@@ -301,6 +301,14 @@ fn bad_ngram_input_is_a_one_line_error() {
     let o = train("3", "corpus.txt");
     assert!(o.status.success());
     assert!(stderr(&o).contains("fallback discounts"), "{}", stderr(&o));
+    std::fs::create_dir(dir.join("lstm")).unwrap();
+    std::fs::write(dir.join("lstm/config.json"), "{}").unwrap();
+    let o = lstm_lm(
+        &["ngram", "train", "--data", "corpus.txt", "--out", "lstm"],
+        dir,
+    );
+    assert_one_line_error(&o, &["\"lstm\" holds an LSTM run", "--out"]);
+    assert!(!dir.join("lstm/tokenizer.json").exists());
     std::fs::create_dir(dir.join("plain")).unwrap();
     let o = lstm_lm(
         &[

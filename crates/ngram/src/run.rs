@@ -15,6 +15,8 @@ use crate::symbols::Symbols;
 pub const MODEL_FILE: &str = "ngram.bin";
 /// The tokenizer file of a run (n-gram or LSTM).
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// The file that marks an LSTM run folder, which an n-gram run is never written into.
+const LSTM_RUN_CONFIG: &str = "config.json";
 /// The order `lstm-lm ngram train` uses when none is given.
 pub const DEFAULT_ORDER: usize = 5;
 
@@ -88,8 +90,27 @@ impl NgramRun {
         Ok(NgramRun { tokenizer, model })
     }
 
+    /// Checks that an n-gram run may be written into `dir` (before the work of training).
+    ///
+    /// # Errors
+    /// [`NgramError::Input`] when `dir` holds an LSTM run (its `config.json`), whose
+    /// tokenizer would be overwritten.
+    pub fn check_destination(dir: &Path) -> Result<()> {
+        if dir.join(LSTM_RUN_CONFIG).is_file() {
+            return Err(NgramError::Input(format!(
+                "\"{}\" holds an LSTM run ({LSTM_RUN_CONFIG}), whose tokenizer.json would be replaced: choose another --out folder",
+                dir.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Writes `dir/tokenizer.json` and `dir/ngram.bin` (each atomically), creating `dir`.
+    ///
+    /// # Errors
+    /// As [`check_destination`](Self::check_destination), and write errors.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        Self::check_destination(dir)?;
         std::fs::create_dir_all(dir).map_err(|source| NgramError::Io {
             action: "create",
             path: dir.to_path_buf(),

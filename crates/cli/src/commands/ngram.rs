@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use lstm_lm_ngram::{DEFAULT_ORDER, MAX_ORDER, NgramRun, NgramTrainConfig};
+use lstm_lm_ngram::{DEFAULT_ORDER, NgramRun, NgramTrainConfig};
 use lstm_lm_text_prep::TokenizerConfig;
 use lstm_lm_train::{LoadedNgramRun, SamplingConfig, TrainError};
 
@@ -89,18 +89,13 @@ pub fn run(args: NgramArgs) -> Result<()> {
 }
 
 fn train(args: NgramTrainArgs) -> Result<()> {
-    if args.order == 0 || args.order > MAX_ORDER {
-        anyhow::bail!(
-            "--order {} is out of range: choose an order from 1 to {MAX_ORDER}",
-            args.order
-        );
-    }
     let mut tokenizer = TokenizerConfig::new(args.tokenizer.into());
     tokenizer.vocab_size = args.vocab_size;
     let config = NgramTrainConfig {
         tokenizer,
         order: args.order,
     };
+    NgramRun::check_destination(&args.out)?;
     let started = Instant::now();
     let run = NgramRun::train(&args.data, &config)?;
     let seconds = started.elapsed().as_secs_f64();
