@@ -1,4 +1,4 @@
-//! A estimated Kneser-Ney model in backoff form: for every seen n-gram its interpolated
+//! An estimated Kneser-Ney model in backoff form: for every seen n-gram its interpolated
 //! log10 probability, for every seen context its log10 backoff weight.
 use rustc_hash::FxHashMap;
 
