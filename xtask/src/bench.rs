@@ -35,9 +35,12 @@ pub enum BenchConfig {
     Lm,
     /// The `lm` model, batch 1: a 20-token prompt, then 200 sampled tokens.
     Gen,
+    /// A 5-gram Kneser-Ney model of WikiText-2's training text (2M tokens): tokenizer fit,
+    /// counting and estimation (no PyTorch counterpart).
+    Ngram,
     /// `lstm-lm neighbors`: one nearest-word query on a 33,278 × 650 table (not in `all`).
     Neighbors,
-    /// All three.
+    /// seed, lm, gen and ngram.
     All,
 }
 
@@ -48,6 +51,7 @@ impl BenchConfig {
             BenchConfig::Lm => "lm",
             BenchConfig::Gen => "gen",
             BenchConfig::Neighbors => "neighbors",
+            BenchConfig::Ngram => "ngram",
             BenchConfig::All => "all",
         }
     }
@@ -56,7 +60,12 @@ impl BenchConfig {
         let mut out = Vec::new();
         for &c in list {
             let add: &[BenchConfig] = if c == BenchConfig::All {
-                &[BenchConfig::Seed, BenchConfig::Lm, BenchConfig::Gen]
+                &[
+                    BenchConfig::Seed,
+                    BenchConfig::Lm,
+                    BenchConfig::Gen,
+                    BenchConfig::Ngram,
+                ]
             } else {
                 std::slice::from_ref(&c)
             };
@@ -104,6 +113,10 @@ pub struct BenchArgs {
     /// Run the recurrent layers as composed tensor operations instead of the fused kernel.
     #[arg(long)]
     pub composed: bool,
+    /// WikiText-2's train.txt for the `ngram` configuration (default: data/wikitext-2/ or
+    /// ../shared/datasets/wikitext-2/ beside the project; skipped when neither exists).
+    #[arg(long, value_name = "FILE")]
+    pub ngram_data: Option<PathBuf>,
 }
 
 /// `cargo xtask bench-one` (hidden): one configuration on one backend, in this process.
@@ -127,6 +140,9 @@ pub struct BenchOneArgs {
     /// Composed recurrent layers instead of the fused kernel.
     #[arg(long)]
     pub composed: bool,
+    /// The `ngram` configuration's training text.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
 }
 
 /// One measured line of either program.
@@ -187,6 +203,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut table: Vec<Row> = Vec::new();
     for round in 0..args.rounds {
         for &config in &configs {
+            if config == BenchConfig::Ngram {
+                // One line, whatever the backends: counting runs on the host.
+                let Some(data) = ngram_data(args)? else {
+                    println!(
+                        "# ngram SKIPPED: no wikitext-2/train.txt under data/ or ../shared/datasets/ (pass --ngram-data FILE)"
+                    );
+                    continue;
+                };
+                let mut cmd = Command::new(&exe);
+                cmd.args(["bench-one", "--config", "ngram"])
+                    .args(["--iters", &args.iters.min(3).to_string()])
+                    .arg("--data")
+                    .arg(&data);
+                println!("{}", measure(cmd, "lstm-lm")?.line);
+                continue;
+            }
             for backend in &args.backend {
                 let mut cmd = Command::new(&exe);
                 cmd.arg("bench-one")
@@ -267,6 +299,23 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The WikiText-2 training text for the `ngram` configuration, if there is one.
+fn ngram_data(args: &BenchArgs) -> Result<Option<PathBuf>> {
+    if let Some(path) = &args.ngram_data {
+        if !path.is_file() {
+            bail!("--ngram-data {} is not a file", path.display());
+        }
+        return Ok(Some(path.clone()));
+    }
+    let root = crate::project_root();
+    Ok([
+        root.join("data/wikitext-2/train.txt"),
+        root.join("../shared/datasets/wikitext-2/train.txt"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file()))
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -368,6 +417,9 @@ pub(crate) fn time_iters(
 
 /// Runs one configuration in this process and prints one line in the PyTorch script's format.
 pub fn run_one(args: &BenchOneArgs) -> Result<()> {
+    if args.config == BenchConfig::Ngram {
+        return bench_ngram(args);
+    }
     lstm_lm_train::setup_threads(Some(args.threads))?;
     lstm_lm_model::fused::set_enabled(!args.composed);
     let device = device_for(args.backend.parse::<BackendKind>()?, 0)?;
@@ -384,7 +436,9 @@ pub fn run_one(args: &BenchOneArgs) -> Result<()> {
                 1,
                 crate::bench_neighbors::bench_neighbors(args.warmup, args.iters, &mut rng),
             ),
-            BenchConfig::All => bail!("bench-one takes a single configuration"),
+            BenchConfig::Ngram | BenchConfig::All => {
+                bail!("bench-one takes a single model configuration")
+            }
         })
     })?;
     let med = median(&wall);
@@ -547,4 +601,34 @@ fn bench_gen(
             generator.feed(&[next]).expect("the logits are read back");
         }
     }))
+}
+
+/// Fits the word tokenizer, counts every n-gram up to order 5 and estimates the Kneser-Ney
+/// model on the text (read once, untimed), as `lstm-lm ngram train` does; the peak memory that
+/// `measure` adds is the child's, text included.
+fn bench_ngram(args: &BenchOneArgs) -> Result<()> {
+    let path = args
+        .data
+        .as_ref()
+        .context("bench-one --config ngram needs --data FILE")?;
+    let text = lstm_lm_text_prep::read_text_file(path)?;
+    let config = lstm_lm_ngram::NgramTrainConfig::default();
+    let mut last = None;
+    let (wall, cpu) = time_iters(0, args.iters.max(1), || {
+        // The previous model goes first, so the peak is one model's.
+        drop(last.take());
+        last = Some(lstm_lm_ngram::NgramRun::train_on_texts(&[&text], &config));
+    });
+    let run = last.context("no iteration ran")??;
+    let tokens = run.model.estimation().tokens;
+    let ngrams: usize = run.model.ngram_counts().iter().sum();
+    let med = median(&wall);
+    println!(
+        "lstm-lm ngram tok_per_s={:.0} median_ms={med:.1} cpu_ms={:.1} iters={} order={} tokens={tokens} ngrams={ngrams}",
+        tokens as f64 / (med / 1e3),
+        median(&cpu),
+        wall.len(),
+        run.model.order(),
+    );
+    Ok(())
 }

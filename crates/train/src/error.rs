@@ -29,6 +29,9 @@ pub enum TrainError {
     /// The tokenizer layer refused something.
     #[error(transparent)]
     Text(#[from] lstm_lm_text_prep::TextPrepError),
+    /// The n-gram layer refused something.
+    #[error(transparent)]
+    Ngram(#[from] lstm_lm_ngram::NgramError),
     /// The loss stopped being a finite number.
     #[error(
         "the training loss became {value} at epoch {epoch}, batch {batch}; the last good checkpoint is kept in \"{checkpoint}\": lower the learning rate (optim.lr) or set a gradient clip (optim.clip) and resume with --resume"

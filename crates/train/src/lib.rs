@@ -71,6 +71,8 @@ pub mod json_events;
 mod logit_rules;
 pub mod loss;
 mod metrics;
+mod mixture;
+mod ngram_lm;
 pub mod optim;
 mod parallel;
 pub mod plot;
@@ -104,6 +106,8 @@ pub use metrics::{
     EventSink, METRICS_FORMAT, METRICS_FORMAT_VERSION, MetricEvent, MetricsFile, ProgressMode,
     read_events,
 };
+pub use mixture::{MixtureResult, check_same_tokenizer, evaluate_mixture};
+pub use ngram_lm::{LoadedNgramRun, NgramEvalResult, draw};
 pub use run_dir::{
     DataFileDigest, DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir,
     changed_data_files, load_weights, model_bytes,

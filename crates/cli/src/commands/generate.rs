@@ -116,6 +116,27 @@ pub fn run(args: GenerateArgs) -> Result<i32> {
         probabilities: args.show_probs,
     };
     opts.validate()?;
+    if super::ngram::is_ngram_run(&args.model) {
+        let lstm_only = args.beams > 1
+            || !args.stop.is_empty()
+            || args.stop_at_eos
+            || args.repetition_penalty != 1.0
+            || args.no_repeat_ngram > 0
+            || args.show_probs
+            || args.json
+            || args.prompts.is_some()
+            || args.interactive
+            || args.num_samples > 1;
+        if lstm_only {
+            bail!(
+                "\"{}\" is an n-gram run: it takes --prompt, --max-tokens and the sampling flags (--temperature, --top-k, --top-p, --greedy, --seed); the other generation controls are for LSTM runs",
+                args.model.display()
+            );
+        }
+        let (model, prompt) = (&args.model, &args.prompt);
+        super::ngram::generate(model, prompt, args.max_tokens, &opts.sampling, args.seed)?;
+        return Ok(0);
+    }
     if args.num_samples == 0 {
         bail!("--num-samples must be at least 1");
     }

@@ -13,6 +13,7 @@ pub mod info;
 mod input;
 mod interactive;
 pub mod neighbors;
+pub mod ngram;
 pub mod plot;
 pub mod runs;
 pub mod score;
@@ -37,6 +38,8 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Generate text from a prompt with a trained run, token by token.
     Generate(generate::GenerateArgs),
+    /// Train an n-gram (Kneser-Ney) model into a run folder, or export one as ARPA.
+    Ngram(ngram::NgramArgs),
     /// Loss, perplexity and accuracy of a trained run on a text file.
     Eval(eval::EvalArgs),
     /// Log-probabilities of a text under a trained run's model.
@@ -74,6 +77,7 @@ pub fn run(command: Command, cli: fn() -> clap::Command) -> Result<i32> {
         Command::Decode(args) => done(decode::run(args)),
         Command::Train(args) => train::run(*args),
         Command::Generate(args) => generate::run(args),
+        Command::Ngram(args) => done(ngram::run(args)),
         Command::Eval(args) => done(eval::run(args)),
         Command::Score(args) => done(score::run(args)),
         Command::Embed(args) => done(embed::run(args)),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use lstm_lm_train::LoadedRun;
+use lstm_lm_train::{LoadedRun, TextScore, TrainError};
 
 use super::device_args::DeviceArgs;
 use super::embed::{TEXTS_PER_BLOCK, TextSource};
@@ -43,6 +43,18 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     if args.text.is_none() && args.file.is_none() {
         bail!("give the text to score as an argument or with --file FILE");
     }
+    if super::ngram::is_ngram_run(&args.model) {
+        let texts: Vec<String> = match (&args.text, &args.file) {
+            (Some(t), _) => vec![t.clone()],
+            (None, Some(path)) => lstm_lm_train::data::read_file(path)?
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        return super::ngram::score(&args, &texts);
+    }
     let device = args.device.device()?;
     // On a pool thread, like training: see `lstm_lm_train::on_pool`.
     lstm_lm_train::on_pool(move || -> Result<()> {
@@ -73,39 +85,67 @@ pub fn run(args: ScoreArgs) -> Result<()> {
                     Some(_) => anyhow::anyhow!("{}: {e}", source.describe(n - 1)),
                     None => e.into(),
                 })?;
-                if args.json {
-                    let tokens: Vec<serde_json::Value> = s
-                        .tokens
-                        .iter()
-                        .zip(&s.ids)
-                        .map(|((t, lp), id)| serde_json::json!({"id": id, "token": t, "logprob": lp}))
-                        .collect();
-                    let mut v = serde_json::json!({
-                        "text": text,
-                        "total_logprob": s.total_logprob,
-                        "ppl": s.ppl,
-                        "tokens": tokens,
-                    });
-                    if args.file.is_some() {
-                        v["line"] = serde_json::json!(n);
-                    }
-                    writeln!(out, "{v}")?;
-                } else {
-                    writeln!(out, "{text}")?;
-                    for (t, lp) in &s.tokens {
-                        writeln!(out, "  {lp:>9.4}  {t}")?;
-                    }
-                    writeln!(
-                        out,
-                        "  total log-probability {:.4} over {} tokens, perplexity {:.2}",
-                        s.total_logprob,
-                        s.tokens.len(),
-                        s.ppl
-                    )?;
-                }
+                let line = args.file.as_ref().map(|_| *n);
+                print_score(&mut out, text, line, &s, args.json)?;
             }
         }
         out.flush()?;
         Ok(())
     })
+}
+
+/// Prints each text's scores as `score` does (see [`print_score`]).
+pub fn print_scores<'a>(
+    scores: impl Iterator<Item = Result<(&'a str, TextScore), TrainError>>,
+    json: bool,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for scored in scores {
+        let (text, s) = scored?;
+        print_score(&mut out, text, None, &s, json)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// One text's scores: the text, one line per token and a total line; or one JSON object (text,
+/// total_logprob, ppl, tokens with id, token and logprob, and the line number of a file).
+fn print_score(
+    out: &mut impl Write,
+    text: &str,
+    line: Option<usize>,
+    s: &TextScore,
+    json: bool,
+) -> Result<()> {
+    if json {
+        let tokens: Vec<serde_json::Value> = s
+            .tokens
+            .iter()
+            .zip(&s.ids)
+            .map(|((t, lp), id)| serde_json::json!({"id": id, "token": t, "logprob": lp}))
+            .collect();
+        let mut v = serde_json::json!({
+            "text": text,
+            "total_logprob": s.total_logprob,
+            "ppl": s.ppl,
+            "tokens": tokens,
+        });
+        if let Some(n) = line {
+            v["line"] = serde_json::json!(n);
+        }
+        writeln!(out, "{v}")?;
+    } else {
+        writeln!(out, "{text}")?;
+        for (t, lp) in &s.tokens {
+            writeln!(out, "  {lp:>9.4}  {t}")?;
+        }
+        writeln!(
+            out,
+            "  total log-probability {:.4} over {} tokens, perplexity {:.2}",
+            s.total_logprob,
+            s.tokens.len(),
+            s.ppl
+        )?;
+    }
+    Ok(())
 }
