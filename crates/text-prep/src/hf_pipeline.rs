@@ -43,7 +43,7 @@ const KERAS_FILTER_CLASS: &str = r##"[!"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~\t\n]"#
 const ANY_CHAR: &str = r"[\s\S]";
 
 impl TextTokenizer {
-    /// The equivalent Hugging Face tokenizer (see the [module](self) documentation).
+    /// The equivalent Hugging Face tokenizer (see the module documentation).
     ///
     /// # Errors
     /// [`TextPrepError::Tokenizers`] if the library rejects a part of the pipeline.

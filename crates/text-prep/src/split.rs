@@ -22,7 +22,7 @@ pub struct Splits<T> {
 }
 
 /// Splits `items` (a token stream, or the characters of a text) into train, valid and test;
-/// see the [module](self) documentation for the exact rule.
+/// see the module documentation for the exact rule.
 ///
 /// # Errors
 /// [`TextPrepError::BadSplitFractions`] unless both fractions are in `[0, 1)` and their sum is

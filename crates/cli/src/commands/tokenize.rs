@@ -45,7 +45,7 @@ pub struct TokenizeArgs {
 pub enum KindArg {
     /// Keras 2 Tokenizer: lowercase, punctuation removed, words by frequency, 0 is padding.
     KerasWord,
-    /// PTB/WikiText words split on whitespace, <eos> after each line, <unk> for unknown words.
+    /// PTB/WikiText words split on whitespace, `<eos>` after each line, `<unk>` for unknown words.
     Word,
     /// Unicode characters, newlines included.
     Char,

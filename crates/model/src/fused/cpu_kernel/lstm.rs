@@ -71,7 +71,7 @@ impl LstmWanted {
 /// Runs the layer over the whole sequence.
 ///
 /// The sequences of the batch are independent until the weight gradients, so the batch is cut
-/// into one part per thread (see [`batch_parts`]) and every part runs all its steps on its own
+/// into one part per thread (see `batch_parts`) and every part runs all its steps on its own
 /// thread with single-threaded GEMMs: no fork and join per step.
 pub fn lstm_forward(
     d: SeqDims,
