@@ -23,9 +23,26 @@ fn parse_backend(s: &str) -> Result<BackendKind, String> {
         .map_err(|e: lstm_lm_model::ModelError| e.to_string())
 }
 
+/// Makes the CPU backend the process's default device too, unless `BURN_DEVICE` says otherwise.
+///
+/// burn builds some tensors on its default device: restoring a checkpoint's optimizer state
+/// does. In a build with the `wgpu` feature that default is the GPU, so a CPU run would start the
+/// whole GPU stack (and its driver's messages on stderr) for state it then moves back.
+fn prefer_as_default(backend: BackendKind) {
+    if matches!(backend, BackendKind::Flex | BackendKind::Ndarray)
+        && std::env::var_os("BURN_DEVICE").is_none()
+    {
+        // SAFETY: the commands call this on the main thread before they start any other thread
+        // (the thread pool, signal handlers and progress bars come after the device), so nothing
+        // reads the environment concurrently.
+        unsafe { std::env::set_var("BURN_DEVICE", backend.to_string()) };
+    }
+}
+
 impl DeviceArgs {
     /// Sets up the thread pool and returns the device.
     pub fn device(&self) -> Result<Device> {
+        prefer_as_default(self.backend);
         Ok(lstm_lm_train::setup_device(
             self.backend,
             self.device_index,
@@ -52,6 +69,7 @@ impl DeviceArgs {
                 list.clone()
             }
         };
+        prefer_as_default(self.backend);
         lstm_lm_train::setup_threads(self.threads)?;
         indices
             .into_iter()
