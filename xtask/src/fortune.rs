@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 pub fn entries_as_lines(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut entry = String::new();
-    let mut flush = |entry: &mut String, out: &mut String| {
+    let flush = |entry: &mut String, out: &mut String| {
         if !entry.is_empty() {
             out.push_str(entry);
             out.push('\n');

@@ -444,12 +444,21 @@ mod tests {
             fitted(TokenizerKind::Char, None, None),
             fitted(TokenizerKind::Bpe, None, None),
         ] {
-            let mut json: serde_json::Value = serde_json::from_str(&t.to_json().unwrap()).unwrap();
-            let meta = json["model"][METADATA_KEY].as_object_mut().unwrap();
-            meta.remove("preprocess");
-            meta.insert("format_version".into(), 1.into());
-            let old =
-                TextTokenizer::from_json(&json.to_string(), &PathBuf::from("old.json")).unwrap();
+            // Edited as text: a parsed `Value` would sort the Keras counts, whose order matters.
+            let json = t
+                .to_json()
+                .unwrap()
+                .replace("\"format_version\": 2", "\"format_version\": 1");
+            let start = json.find("\"preprocess\"").unwrap();
+            let segment = start + json[start..].find("\"segment\": \"none\"").unwrap();
+            let close = segment + json[segment..].find('}').unwrap() + 1;
+            let (before, after) = (json[..start].trim_end(), json[close..].trim_start());
+            let v1 = match after.strip_prefix(',') {
+                Some(rest) => format!("{before}\n{rest}"),
+                None => format!("{}\n{after}", before.trim_end_matches(',')),
+            };
+            assert!(!v1.contains("preprocess"), "{v1}");
+            let old = TextTokenizer::from_json(&v1, &PathBuf::from("old.json")).unwrap();
             assert!(old.preprocess().is_off());
             for text in [CORPUS, ZH_CORPUS] {
                 assert_eq!(old.encode_text(text).unwrap(), t.encode_text(text).unwrap());
@@ -519,7 +528,11 @@ mod tests {
                     clean: t.preprocess().clean,
                     segment: t.preprocess().segment,
                 },
-                &[CORPUS],
+                if t.preprocess().is_off() {
+                    &[CORPUS][..]
+                } else {
+                    &[CORPUS, ZH_CORPUS][..]
+                },
             )
             .unwrap();
             assert_eq!(
