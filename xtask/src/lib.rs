@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 pub mod bench;
 pub mod bench_neighbors;
 pub mod download;
+pub mod fortune;
 pub mod fuzz;
 pub mod gpu_bench;
 pub mod gpu_feature;

@@ -83,6 +83,10 @@ pub enum ArchiveKind {
     Zip,
     #[serde(rename = "tar.gz")]
     TarGz,
+    /// A Debian binary package: an `ar` archive whose `data.tar.xz` (or `.gz`) holds the
+    /// members, named as the package installs them (`usr/share/...`).
+    #[serde(rename = "deb")]
+    Deb,
 }
 
 impl fmt::Display for ArchiveKind {
@@ -91,6 +95,7 @@ impl fmt::Display for ArchiveKind {
             ArchiveKind::Plain => "plain",
             ArchiveKind::Zip => "zip",
             ArchiveKind::TarGz => "tar.gz",
+            ArchiveKind::Deb => "deb",
         })
     }
 }
@@ -364,7 +369,7 @@ impl Archive {
                     bail!("'file' refers to '{file}', which is not in files");
                 }
             }
-            ArchiveKind::Zip | ArchiveKind::TarGz => {
+            ArchiveKind::Zip | ArchiveKind::TarGz | ArchiveKind::Deb => {
                 if self.file.is_some() {
                     bail!("'file' is for plain archives; use members");
                 }

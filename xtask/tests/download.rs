@@ -142,6 +142,37 @@ fn make_tar_gz(entries: &[(&str, &[u8])]) -> Vec<u8> {
     b.into_inner().unwrap().finish().unwrap()
 }
 
+/// A Debian binary package: `debian-binary`, `control.tar.xz` and a `data.tar.xz` holding
+/// `entries`, in an `ar` archive, as `dpkg-deb` builds it.
+fn make_deb(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let tar_xz = |entries: &[(&str, &[u8])]| {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut Cursor::new(tar), &mut xz).unwrap();
+        xz
+    };
+    let control = tar_xz(&[("./control", b"Package: test\n")]);
+    let data = tar_xz(entries);
+    let mut ar = ar::Builder::new(Vec::new());
+    for (name, bytes) in [
+        ("debian-binary", b"2.0\n".to_vec()),
+        ("control.tar.xz", control),
+        ("data.tar.xz", data),
+    ] {
+        let header = ar::Header::new(name.as_bytes().to_vec(), bytes.len() as u64);
+        ar.append(&header, bytes.as_slice()).unwrap();
+    }
+    ar.into_inner().unwrap()
+}
+
 fn no_part_files(dir: &Path) {
     if let Ok(rd) = fs::read_dir(dir) {
         for e in rd.flatten() {
@@ -480,6 +511,55 @@ fn tar_gz_with_path_traversal_is_refused() {
     assert!(!env.dest.join("evil.txt").exists());
     assert!(!env.file("tevil", "train.txt").exists());
     no_part_files(&env.dest.join("tevil"));
+}
+
+#[test]
+fn deb_members_are_extracted_from_its_data_tar_xz() {
+    let server = TestServer::start();
+    let (train, valid, test) = (content(20_000, 31), content(2000, 32), content(2500, 33));
+    let deb = make_deb(&[
+        ("./usr/share/doc/pkg/copyright", b"GPL"),
+        ("./usr/share/games/fortunes/train", &train),
+        ("./usr/share/games/fortunes/valid", &valid),
+        ("./usr/share/games/fortunes/test", &test),
+    ]);
+    server.file("/pkg_1.0_all.deb", &deb);
+    let members: [(&str, &str, &[u8]); 3] = [
+        ("usr/share/games/fortunes/train", "train.txt", &train),
+        ("usr/share/games/fortunes/valid", "valid.txt", &valid),
+        ("usr/share/games/fortunes/test", "test.txt", &test),
+    ];
+    let env = Env::new(json!([archive_dataset(
+        "debbish",
+        "deb",
+        "pkg_1.0_all.deb",
+        &server.url("/pkg_1.0_all.deb"),
+        &members
+    )]));
+    let report = download(&env.opts("debbish")).unwrap();
+    assert_eq!(fs::read(env.file("debbish", "train.txt")).unwrap(), train);
+    assert_eq!(fs::read(env.file("debbish", "valid.txt")).unwrap(), valid);
+    assert_eq!(fs::read(env.file("debbish", "test.txt")).unwrap(), test);
+    assert!(
+        report
+            .files
+            .iter()
+            .all(|f| matches!(f.status, FileStatus::Fetched { verified: true, .. }))
+    );
+    assert!(!env.dest.join("debbish").join("copyright").exists());
+
+    // Not a Debian package: the candidate fails with one line and nothing is left behind.
+    server.file("/bad_1.0_all.deb", b"!<arch>\nnot really");
+    let env = Env::new(json!([archive_dataset(
+        "baddeb",
+        "deb",
+        "bad_1.0_all.deb",
+        &server.url("/bad_1.0_all.deb"),
+        &members
+    )]));
+    let err = format!("{:#}", download(&env.opts("baddeb")).unwrap_err());
+    assert!(err.contains("is not a valid archive"), "{err}");
+    no_part_files(&env.dest.join("baddeb"));
 }
 
 #[test]
@@ -837,7 +917,12 @@ fn shared_datasets_verify_against_manifest() {
     }
     let dest = tempfile::tempdir().unwrap();
     let mirror = Mirror::Local(shared.clone());
-    for name in ["tiny-shakespeare", "wikitext-2"] {
+    for name in [
+        "tiny-shakespeare",
+        "wikitext-2",
+        "fortunes-zh-tang300",
+        "fortunes-zh-chinese",
+    ] {
         let mut o = DownloadOptions::new(name);
         o.mirror = Some(mirror.clone());
         o.dest = dest.path().to_path_buf();

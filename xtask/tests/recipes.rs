@@ -168,6 +168,8 @@ fn recipe_table_is_complete_and_every_preset_validates() {
         "wt2-medium",
         "ptb-small",
         "ptb-medium",
+        "tang-poetry",
+        "zh-word",
     ]
     .into_iter()
     .collect();
@@ -188,8 +190,8 @@ fn recipe_table_is_complete_and_every_preset_validates() {
         }
         assert_eq!(
             s.data.tokenizer == TokenizerChoice::Char,
-            r.name == "char-rnn",
-            "{}: only char-rnn is character level",
+            r.name == "char-rnn" || r.name == "tang-poetry",
+            "{}: only char-rnn and tang-poetry are character level",
             r.name
         );
         if r.dataset == "tiny-shakespeare" {
@@ -293,6 +295,59 @@ fn unknown_recipe_and_bad_settings_fail_with_one_line() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("lrr"));
+}
+
+/// tang-poetry through the real manifest and the shared mirror (`../shared/datasets`), on a
+/// tiny budget: the fortune file becomes one poem per line, and a poem is printed.
+#[test]
+fn tang_poetry_recipe_through_the_shared_mirror_prints_a_poem() {
+    let shared = xtask::project_root().join("../shared/datasets");
+    if !shared.join("fortunes-zh/tang300").is_file() {
+        let why = format!("{}/fortunes-zh/tang300 not found", shared.display());
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tang_poetry_recipe_through_the_shared_mirror_prints_a_poem: {why} (CI is set, so it must be there)"
+        );
+        eprintln!("SKIPPED tang_poetry_recipe_through_the_shared_mirror_prints_a_poem: {why}");
+        return;
+    }
+    let env = Env::new();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "tang-poetry", "--quiet", "--mirror"])
+        .arg(&shared)
+        .arg("--data-dir")
+        .arg(env.path("data"))
+        .arg("--out")
+        .arg(env.path("run"))
+        .args([
+            "--epochs",
+            "1",
+            "--max-batches",
+            "2",
+            "--set",
+            "model.hidden_size=32",
+            "--threads",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("tang-poetry: test ppl "), "{out}");
+    assert_eq!(lines[1], "sample (a poem):", "{out}");
+    assert!(
+        lines[2..]
+            .iter()
+            .any(|l| l.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))),
+        "{out}"
+    );
+    let poems = fs::read_to_string(env.path("data/fortunes-zh-tang300/tang300.lines.txt")).unwrap();
+    assert_eq!(poems.lines().count(), 313, "one line per poem");
+    assert!(!poems.contains('\x1b') && !poems.contains("作者"));
+    let s = read_summary(&env.path("run"));
+    assert_eq!(s["settings"]["data"]["clean"], "escapes,nfkc,whitespace");
+    assert!(s["sample"].as_str().is_some_and(|t| !t.is_empty()), "{s}");
 }
 
 /// The whole path on a tiny character-level stand-in: mirror -> data folder -> training ->

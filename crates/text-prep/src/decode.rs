@@ -1,5 +1,6 @@
 //! Turning ids back into text, one id at a time.
 
+use crate::segment::{Segmentation, is_cjk};
 use crate::tokenizer::{Inner, TextTokenizer};
 
 /// Decodes ids as they arrive, for token-by-token generation.
@@ -12,6 +13,9 @@ use crate::tokenizer::{Inner, TextTokenizer};
 ///   become the OOV token when one is set, and write nothing otherwise).
 /// - Words: a space before each word except at the start and after `<eos>`, which is written
 ///   as a newline; `<unk>` is written as `<unk>`.
+/// - Words of a segmented tokenizer (`--segment jieba`): as above, except that no space is
+///   written next to a Chinese character or CJK punctuation (see [`is_cjk`]): Chinese words
+///   are joined as Chinese is written, other words keep their spaces.
 /// - Characters: each character as is; the unknown-character id is written as U+FFFD.
 /// - BPE: bytes are held back until they form whole UTF-8 characters, so a character split
 ///   across two tokens is printed once complete. Bytes that can never be valid UTF-8 become
@@ -25,6 +29,8 @@ pub struct StreamDecoder<'a> {
     pending: Vec<u8>,
     /// Whether nothing, or a newline, was written last (no space is due before a word).
     line_start: bool,
+    /// The last character of the last word written (segmented tokenizers join CJK words).
+    last_char: Option<char>,
 }
 
 impl<'a> StreamDecoder<'a> {
@@ -34,6 +40,7 @@ impl<'a> StreamDecoder<'a> {
             tokenizer,
             pending: Vec::new(),
             line_start: true,
+            last_char: None,
         }
     }
 
@@ -71,8 +78,11 @@ impl<'a> StreamDecoder<'a> {
     }
 
     fn word(&mut self, word: &str) -> String {
-        let sep = if self.line_start { "" } else { " " };
+        let joined = self.tokenizer.pre.segment != Segmentation::None
+            && (self.last_char.is_some_and(is_cjk) || word.chars().next().is_some_and(is_cjk));
+        let sep = if self.line_start || joined { "" } else { " " };
         self.line_start = false;
+        self.last_char = word.chars().next_back().or(self.last_char);
         format!("{sep}{word}")
     }
 }
@@ -159,6 +169,30 @@ mod tests {
             &[0, 2, 3, 1],
             &["", "the", " <OOV>", " <OOV>", ""],
         );
+    }
+
+    #[test]
+    fn segmented_chinese_words_are_joined_without_spaces() {
+        let config = crate::TokenizerConfig {
+            segment: Segmentation::Jieba,
+            ..crate::TokenizerConfig::new(crate::TokenizerKind::Word)
+        };
+        let text = "我来到北京清华大学，用 LSTM 模型 生成 hello world 文本。\n";
+        let t = TextTokenizer::fit(&config, &[text]).unwrap();
+        let ids = t.encode_text(text).unwrap();
+        assert_eq!(
+            t.decode(&ids),
+            "我来到北京清华大学，用LSTM模型生成hello world文本。\n"
+        );
+        let id = |w: &str| t.token_to_id(w).unwrap();
+        check_stream(
+            &t,
+            &[id("北京"), id("hello"), id("world"), id("。"), id("LSTM")],
+            &["北京", "hello", " world", "。", "LSTM", ""],
+        );
+        // Without segmentation the same words keep their spaces.
+        let plain = TextTokenizer::from(WordTokenizer::fit(["北京 清华大学\n"]));
+        check_stream(&plain, &[0, 1], &["北京", " 清华大学", ""]);
     }
 
     #[test]

@@ -55,6 +55,20 @@ pub enum TextPrepError {
         value: String,
     },
 
+    /// A cleaning step name that does not exist.
+    #[error("unknown cleaning step \"{value}\"; choose from escapes, nfkc, lowercase, whitespace")]
+    UnknownCleanStep {
+        /// The name given.
+        value: String,
+    },
+
+    /// A segmentation name that does not exist.
+    #[error("unknown segmentation \"{value}\"; choose none or jieba")]
+    UnknownSegmentation {
+        /// The name given.
+        value: String,
+    },
+
     /// An option was given to a tokenizer kind it does not apply to.
     #[error("{option} does not apply to the {kind} tokenizer; leave it out or choose {applies_to}")]
     OptionNotApplicable {

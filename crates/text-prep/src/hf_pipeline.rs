@@ -12,6 +12,12 @@
 //! | `char` | none | Split `[\s\S]`, isolated | WordLevel, `<unk>` last | none | Fuse |
 //! | `bpe` | none | ByteLevel (no prefix space) | BPE | none | ByteLevel |
 //!
+//! Cleaning (see [`CleanConfig`]) comes first, as normalizers of its own: with cleaning on,
+//! every kind's normalizer is a Sequence that starts with the cleaning steps (followed, for
+//! Keras, by its Lowercase and Replace). Segmentation has no equivalent in the library: a
+//! segmented tokenizer's pipeline expects its input already segmented, words separated by
+//! spaces.
+//!
 //! The Keras pipeline's Lowercase works character by character, so it misses Python's final
 //! sigma rule (a word-final `Σ` becomes `σ`, not `ς`); our own encoder follows Python.
 //! The word-level model keeps only the ids below `num_words`, plus the OOV token.
@@ -29,6 +35,7 @@ use tokenizers::{
 };
 
 use crate::chars::{CHAR_UNK_TOKEN, CharTokenizer};
+use crate::clean::CleanConfig;
 use crate::error::{Result, TextPrepError};
 use crate::keras::KerasTokenizer;
 use crate::tokenizer::{Inner, KERAS_PAD_TOKEN, TextTokenizer};
@@ -48,13 +55,25 @@ impl TextTokenizer {
     /// # Errors
     /// [`TextPrepError::Tokenizers`] if the library rejects a part of the pipeline.
     pub fn to_hf(&self) -> Result<Tokenizer> {
-        match &self.inner {
-            Inner::KerasWord(t) => keras_hf(t),
-            Inner::Word(t) => word_hf(t),
-            Inner::Char(t) => char_hf(t),
-            Inner::Bpe(t) => Ok(t.hf().clone()),
+        let clean = &self.pre.clean;
+        let mut hf = match &self.inner {
+            Inner::KerasWord(t) => return keras_hf(t, clean),
+            Inner::Word(t) => word_hf(t)?,
+            Inner::Char(t) => char_hf(t)?,
+            Inner::Bpe(t) => t.hf().clone(),
+        };
+        if let Some(normalizer) = clean_normalizer(clean)? {
+            hf.with_normalizer(Some(normalizer))
+                .map_err(fail("setting the cleaning normalizer"))?;
         }
+        Ok(hf)
     }
+}
+
+/// The normalizer that cleans as `clean` does; `None` when cleaning is off.
+pub(crate) fn clean_normalizer(clean: &CleanConfig) -> Result<Option<NormalizerWrapper>> {
+    let steps = clean.hf_normalizers()?;
+    Ok((!steps.is_empty()).then(|| NormalizerWrapper::Sequence(Sequence::new(steps))))
 }
 
 fn fail<E: std::fmt::Display>(doing: &'static str) -> impl FnOnce(E) -> TextPrepError {
@@ -69,7 +88,7 @@ fn word_level(vocab: Vec<(String, u32)>, unk: &str) -> Result<WordLevel> {
         .map_err(fail("building a word-level model"))
 }
 
-fn keras_hf(t: &KerasTokenizer) -> Result<Tokenizer> {
+fn keras_hf(t: &KerasTokenizer, clean: &CleanConfig) -> Result<Tokenizer> {
     let kept = |id: u32| t.num_words().is_none_or(|n| (id as usize) < n);
     let oov = t.oov_token();
     let mut vocab: Vec<(String, u32)> = t
@@ -84,10 +103,12 @@ fn keras_hf(t: &KerasTokenizer) -> Result<Tokenizer> {
     let model = word_level(vocab, oov.unwrap_or(KERAS_PAD_TOKEN))?;
     let filters = Replace::new(ReplacePattern::Regex(KERAS_FILTER_CLASS.to_owned()), " ")
         .map_err(fail("building the keras filter normalizer"))?;
-    let normalizer = Sequence::new(vec![
+    let mut steps = clean.hf_normalizers()?;
+    steps.extend([
         NormalizerWrapper::Lowercase(Lowercase),
         NormalizerWrapper::Replace(filters),
     ]);
+    let normalizer = Sequence::new(steps);
     let split = Split::new(
         SplitPattern::String(" ".into()),
         SplitDelimiterBehavior::Removed,
@@ -185,6 +206,7 @@ mod tests {
             vocab_size: (kind == TokenizerKind::Bpe).then_some(300),
             num_words,
             oov_token: oov.map(str::to_owned),
+            ..TokenizerConfig::new(kind)
         };
         TextTokenizer::fit(&config, &[CORPUS]).unwrap()
     }
@@ -221,6 +243,60 @@ mod tests {
         let mut lines = sample_lines();
         lines.extend(["\n\n", "🙂 new", "cat\r\n"]);
         check_same_ids(&fitted(TokenizerKind::Char, None, None), &lines);
+    }
+
+    const DIRTY: &str = "\x1b[32m《感遇・其一》\x1b[m\r\n\u{3000}\u{3000}ＡＢＣ１２３，The  Cat\t sat.\r\n\
+        \x1b]0;title\x07bell\x07 nul\0 ﬁne\u{feff}\n";
+
+    #[test]
+    fn cleaning_pipelines_match_our_encoder() {
+        use crate::CleanConfig;
+        let lower = CleanConfig {
+            lowercase: true,
+            ..CleanConfig::STANDARD
+        };
+        // Lines as the library sees them: cleaning is per line, and a string holding `\n` is
+        // several lines to it but one to the library's normalizers.
+        let mut lines = sample_lines();
+        lines.extend(DIRTY.lines());
+        lines.retain(|line| !line.contains('\n'));
+        for clean in [CleanConfig::STANDARD, lower] {
+            for kind in TokenizerKind::ALL {
+                let config = TokenizerConfig {
+                    vocab_size: (kind == TokenizerKind::Bpe).then_some(300),
+                    clean,
+                    ..TokenizerConfig::new(kind)
+                };
+                let t = TextTokenizer::fit(&config, &[CORPUS, DIRTY]).unwrap();
+                check_same_ids(&t, &lines);
+            }
+        }
+    }
+
+    /// Segmentation has no library equivalent: the pipeline reads text already segmented.
+    #[test]
+    fn segmented_pipelines_read_segmented_text() {
+        let text = "我来到北京清华大学，用 LSTM 模型生成文本。\n春眠不觉晓\n";
+        for kind in [TokenizerKind::Word, TokenizerKind::KerasWord] {
+            let config = TokenizerConfig {
+                segment: crate::Segmentation::Jieba,
+                clean: crate::CleanConfig::STANDARD,
+                ..TokenizerConfig::new(kind)
+            };
+            let t = TextTokenizer::fit(&config, &[text]).unwrap();
+            let hf = t.to_hf().unwrap();
+            for line in text.lines().chain(["北京大学", "hello 清华"]) {
+                let mut theirs = hf
+                    .encode(t.prepare(line).as_ref(), true)
+                    .unwrap()
+                    .get_ids()
+                    .to_vec();
+                theirs.retain(|&id| t.pad_id() != Some(id));
+                let mut ours = t.encode_line(line).unwrap();
+                ours.retain(|&id| t.pad_id() != Some(id));
+                assert_eq!(ours, theirs, "{kind} {line:?}");
+            }
+        }
     }
 
     #[test]
@@ -265,6 +341,7 @@ mod tests {
                 vocab_size: None,
                 num_words,
                 oov_token: oov.map(str::to_owned),
+                ..TokenizerConfig::new(kind)
             };
             let t = TextTokenizer::fit(&config, &[fit_on.as_str()]).unwrap();
             check_same_ids(&t, &lines);

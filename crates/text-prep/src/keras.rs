@@ -17,7 +17,7 @@ use std::collections::HashMap;
 pub const KERAS_FILTERS: &str = "!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n";
 
 /// Whether `c` separates words: a space or one of [`KERAS_FILTERS`].
-fn is_separator(c: char) -> bool {
+pub(crate) fn is_separator(c: char) -> bool {
     matches!(
         c,
         ' ' | '!'

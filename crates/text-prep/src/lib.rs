@@ -4,6 +4,10 @@
 //!   (PTB/WikiText words with `<eos>`), [`CharTokenizer`] and [`BpeTokenizer`] (byte-level
 //!   BPE), all behind [`TextTokenizer`], which saves and loads Hugging Face `tokenizer.json`
 //!   files and decodes ids as they stream in ([`StreamDecoder`]).
+//! - Stages before tokenizing ([`Preprocess`]): cleaning ([`CleanConfig`]: escape codes and
+//!   control characters, NFKC, lowercasing, whitespace) for every kind, and Chinese word
+//!   segmentation with jieba ([`Segmentation`]) for the word-level kinds; both are recorded in
+//!   `tokenizer.json`.
 //! - Keras helpers: [`pad_sequences`] and [`to_categorical`].
 //! - Dataset recipes: [`NgramDataset`] (every prefix of every line, the classic Keras
 //!   text-generation recipe) and [`TbpttBatcher`] (one stream cut into columns and windows,
@@ -43,6 +47,7 @@ pub mod atomic_file;
 mod bpe;
 mod categorical;
 mod chars;
+mod clean;
 mod decode;
 mod error;
 mod hf_pipeline;
@@ -50,6 +55,8 @@ mod io;
 mod keras;
 mod ngram;
 mod padding;
+mod prepare;
+mod segment;
 mod split;
 mod stream;
 /// The synthetic corpus of known entropy (feature `testing`: tests and `cargo xtask synth`).
@@ -63,12 +70,15 @@ mod word;
 pub use bpe::{BYTE_SYMBOLS, BpeTokenizer};
 pub use categorical::to_categorical;
 pub use chars::{CHAR_UNK_TOKEN, CharTokenizer};
+pub use clean::CleanConfig;
 pub use decode::StreamDecoder;
 pub use error::{Result, TextPrepError, one_line};
 pub use io::{READ_PIECE_BYTES, TextPieces, read_text_file, text_lines, write_atomic};
 pub use keras::{KERAS_FILTERS, KerasTokenizer, text_to_word_sequence};
 pub use ngram::{NgramBatch, NgramBatcher, NgramDataset};
 pub use padding::{Padded, Padding, Truncating, pad_into, pad_sequences};
+pub use prepare::Preprocess;
+pub use segment::{Segmentation, is_cjk, is_han, jieba_words};
 pub use split::{Splits, split_by_fraction, split_text_by_fraction};
 pub use stream::StreamEncoder;
 pub use tbptt::{TbpttBatch, TbpttBatcher, TbpttWindows};

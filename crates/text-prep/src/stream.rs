@@ -13,6 +13,7 @@ use crate::chars::CharFitter;
 use crate::error::{Result, TextPrepError};
 use crate::io::text_lines;
 use crate::keras::KerasTokenizer;
+use crate::prepare::{PreparedPieces, take_prepared_lines};
 use crate::tokenizer::TokenizerKind;
 use crate::tokenizer::{DEFAULT_BPE_VOCAB_SIZE, Inner, TextTokenizer, TokenizerConfig};
 use crate::word::WordFitter;
@@ -87,6 +88,8 @@ pub struct StreamEncoder<'a> {
     tokenizer: &'a TextTokenizer,
     recut: Recut,
     buf: String,
+    /// With cleaning or segmentation: the unfinished last line, not yet prepared.
+    unprepared: String,
 }
 
 impl StreamEncoder<'_> {
@@ -95,6 +98,22 @@ impl StreamEncoder<'_> {
     /// # Errors
     /// Only BPE can fail, when the `tokenizers` library does.
     pub fn push(&mut self, piece: &str, out: &mut Vec<u32>) -> Result<()> {
+        let pre = self.tokenizer.pre;
+        if pre.is_off() {
+            return self.push_prepared(piece, out);
+        }
+        self.unprepared.push_str(piece);
+        if piece.contains('\n')
+            && let Some(lines) =
+                take_prepared_lines(&mut self.unprepared, &pre, self.tokenizer.kind())
+        {
+            self.push_prepared(&lines, out)?;
+        }
+        Ok(())
+    }
+
+    /// [`push`](Self::push) for text already cleaned and segmented.
+    fn push_prepared(&mut self, piece: &str, out: &mut Vec<u32>) -> Result<()> {
         let mut ready = self.recut.push(piece);
         while ready > 0 {
             encode_unit(
@@ -113,6 +132,11 @@ impl StreamEncoder<'_> {
     /// # Errors
     /// As [`push`](Self::push).
     pub fn finish(mut self, out: &mut Vec<u32>) -> Result<()> {
+        if !self.unprepared.is_empty() {
+            let last = std::mem::take(&mut self.unprepared);
+            let last = self.tokenizer.prepare(&last).into_owned();
+            self.push_prepared(&last, out)?;
+        }
         let rest = std::mem::take(&mut self.recut.pending);
         encode_unit(self.tokenizer, &rest, out, &mut self.buf)
     }
@@ -189,9 +213,10 @@ impl TextTokenizer {
         I: Iterator<Item = Result<String>> + Send,
     {
         config.validate()?;
+        let pre = config.preprocess();
         let error = Arc::new(Mutex::new(None));
         let mut units = Units {
-            pieces,
+            pieces: PreparedPieces::new(pieces, pre, config.kind),
             recut: Recut::new(config.kind),
             ready: 0,
             finished: false,
@@ -230,7 +255,7 @@ impl TextTokenizer {
         let failed = error.lock().unwrap_or_else(PoisonError::into_inner).take();
         match failed {
             Some(e) => Err(e),
-            None => fitted,
+            None => fitted.map(|t| t.with_preprocess(pre)),
         }
     }
 
@@ -241,6 +266,7 @@ impl TextTokenizer {
             tokenizer: self,
             recut: Recut::new(self.kind()),
             buf: String::new(),
+            unprepared: String::new(),
         }
     }
 }
@@ -251,7 +277,8 @@ mod tests {
 
     const SAMPLE: &str = " = Valkyria Chronicles III = \n \n Senjō no Valkyria 3 : <unk> Chronicles . \n\
         First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\
-        tabs\tand  spaces \t\n\t indented\n\u{3000}ideographic\n🙂 emoji\n\n\nlone\rcr\r\nnul\0x";
+        tabs\tand  spaces \t\n\t indented\n\u{3000}ideographic\n🙂 emoji\n\n\nlone\rcr\r\nnul\0x\n\
+        \x1b[32m《感遇・其一》\x1b[m\r\n我来到北京清华大学，ＬＳＴＭ模型 生成文本。\n";
 
     /// `text` cut into pieces of `size` bytes (moved forward to character boundaries).
     fn cut(text: &str, size: usize) -> Vec<String> {
@@ -274,7 +301,17 @@ mod tests {
         keras_limited.oov_token = Some("<OOV>".into());
         let mut bpe = TokenizerConfig::new(TokenizerKind::Bpe);
         bpe.vocab_size = Some(300);
+        let cleaned = |kind, segment| TokenizerConfig {
+            clean: crate::CleanConfig::STANDARD,
+            segment,
+            vocab_size: (kind == TokenizerKind::Bpe).then_some(300),
+            ..TokenizerConfig::new(kind)
+        };
         vec![
+            cleaned(TokenizerKind::Word, crate::Segmentation::Jieba),
+            cleaned(TokenizerKind::KerasWord, crate::Segmentation::Jieba),
+            cleaned(TokenizerKind::Char, crate::Segmentation::None),
+            cleaned(TokenizerKind::Bpe, crate::Segmentation::None),
             TokenizerConfig::new(TokenizerKind::KerasWord),
             keras_limited,
             TokenizerConfig::new(TokenizerKind::Word),

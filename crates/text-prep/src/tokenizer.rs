@@ -1,5 +1,6 @@
 //! [`TextTokenizer`], the one tokenizer type the rest of lstm-lm uses, over the four kinds.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -7,10 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::bpe::BpeTokenizer;
 use crate::chars::{CHAR_UNK_TOKEN, CharTokenizer};
+use crate::clean::CleanConfig;
 use crate::decode::StreamDecoder;
 use crate::error::{Result, TextPrepError};
 use crate::io::text_lines;
 use crate::keras::KerasTokenizer;
+use crate::prepare::Preprocess;
+use crate::segment::Segmentation;
 use crate::word::WordTokenizer;
 
 /// The vocabulary size a BPE tokenizer gets when none is asked for.
@@ -79,6 +83,10 @@ pub struct TokenizerConfig {
     pub num_words: Option<usize>,
     /// Keras only: the OOV token (Keras' `oov_token`), id 1 when set.
     pub oov_token: Option<String>,
+    /// Cleaning before tokenization (every kind). Default: none.
+    pub clean: CleanConfig,
+    /// Word segmentation (`word` and `keras-word` only). Default: none.
+    pub segment: Segmentation,
 }
 
 impl TokenizerConfig {
@@ -89,6 +97,16 @@ impl TokenizerConfig {
             vocab_size: None,
             num_words: None,
             oov_token: None,
+            clean: CleanConfig::OFF,
+            segment: Segmentation::None,
+        }
+    }
+
+    /// The cleaning and segmentation stages of this configuration.
+    pub fn preprocess(&self) -> Preprocess {
+        Preprocess {
+            clean: self.clean,
+            segment: self.segment,
         }
     }
 
@@ -99,6 +117,7 @@ impl TokenizerConfig {
     /// [`TextPrepError::BpeVocabTooSmall`] for a BPE vocabulary below 256.
     pub fn validate(&self) -> Result<()> {
         let kind = self.kind.name();
+        check_segmentation(self.kind, self.segment)?;
         if self.kind != TokenizerKind::Bpe && self.vocab_size.is_some() {
             return Err(TextPrepError::OptionNotApplicable {
                 option: "vocab_size",
@@ -131,6 +150,20 @@ impl TokenizerConfig {
     }
 }
 
+/// Segmentation applies to the word-level kinds only.
+fn check_segmentation(kind: TokenizerKind, segment: Segmentation) -> Result<()> {
+    if segment != Segmentation::None
+        && !matches!(kind, TokenizerKind::Word | TokenizerKind::KerasWord)
+    {
+        return Err(TextPrepError::OptionNotApplicable {
+            option: "segment",
+            kind: kind.name(),
+            applies_to: "word or keras-word",
+        });
+    }
+    Ok(())
+}
+
 /// A fitted tokenizer of any kind.
 ///
 /// | kind | ids | `pad_id` | `unk_id` | `eos_id` |
@@ -139,9 +172,13 @@ impl TokenizerConfig {
 /// | `word` | first appearance, `<eos>` after each line | `None` | `<unk>` | `<eos>` |
 /// | `char` | first appearance, unknown last | `None` | last id | `None` |
 /// | `bpe` | 256 byte symbols, then merges | `None` | `None` | `None` |
+///
+/// Every kind may clean text first, and the word-level kinds may segment it (see
+/// [`Preprocess`]); encoding and fitting apply both before the kind's own rules.
 #[derive(Debug, Clone)]
 pub struct TextTokenizer {
     pub(crate) inner: Inner,
+    pub(crate) pre: Preprocess,
 }
 
 /// The kinds' own tokenizers.
@@ -158,6 +195,7 @@ impl From<KerasTokenizer> for TextTokenizer {
     fn from(t: KerasTokenizer) -> Self {
         Self {
             inner: Inner::KerasWord(t),
+            pre: Preprocess::default(),
         }
     }
 }
@@ -166,6 +204,7 @@ impl From<WordTokenizer> for TextTokenizer {
     fn from(t: WordTokenizer) -> Self {
         Self {
             inner: Inner::Word(t),
+            pre: Preprocess::default(),
         }
     }
 }
@@ -174,6 +213,7 @@ impl From<CharTokenizer> for TextTokenizer {
     fn from(t: CharTokenizer) -> Self {
         Self {
             inner: Inner::Char(t),
+            pre: Preprocess::default(),
         }
     }
 }
@@ -182,6 +222,7 @@ impl From<BpeTokenizer> for TextTokenizer {
     fn from(t: BpeTokenizer) -> Self {
         Self {
             inner: Inner::Bpe(Box::new(t)),
+            pre: Preprocess::default(),
         }
     }
 }
@@ -197,8 +238,13 @@ impl TextTokenizer {
     /// An invalid `config` (see [`TokenizerConfig::validate`]) or a failed BPE training.
     pub fn fit<S: AsRef<str>>(config: &TokenizerConfig, texts: &[S]) -> Result<Self> {
         config.validate()?;
-        let texts = texts.iter().map(AsRef::as_ref);
-        Ok(match config.kind {
+        let pre = config.preprocess();
+        let prepared: Vec<Cow<'_, str>> = texts
+            .iter()
+            .map(|t| pre.prepare(config.kind, t.as_ref()))
+            .collect();
+        let texts = prepared.iter().map(AsRef::as_ref);
+        let fitted: Self = match config.kind {
             TokenizerKind::KerasWord => {
                 let mut keras = KerasTokenizer::new(config.num_words, config.oov_token.as_deref());
                 keras.fit_on_texts(texts.flat_map(text_lines));
@@ -210,7 +256,31 @@ impl TextTokenizer {
                 let size = config.vocab_size.unwrap_or(DEFAULT_BPE_VOCAB_SIZE);
                 BpeTokenizer::train(texts, size)?.into()
             }
-        })
+        };
+        Ok(fitted.with_preprocess(pre))
+    }
+
+    /// This tokenizer with other cleaning and segmentation stages (the vocabulary is kept as
+    /// it is). Used when a tokenizer is fitted or loaded; segmentation is ignored by the kinds
+    /// it does not apply to (see [`TokenizerConfig::validate`]).
+    pub(crate) fn with_preprocess(mut self, pre: Preprocess) -> Self {
+        self.pre = pre;
+        if check_segmentation(self.kind(), pre.segment).is_err() {
+            self.pre.segment = Segmentation::None;
+        }
+        self
+    }
+
+    /// The cleaning and segmentation this tokenizer applies before its own rules.
+    pub fn preprocess(&self) -> Preprocess {
+        self.pre
+    }
+
+    /// `text` as this tokenizer's own rules read it: cleaned and segmented (see
+    /// [`Preprocess`]); borrowed when the tokenizer does neither. Segmented Chinese words are
+    /// separated by spaces.
+    pub fn prepare<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        self.pre.prepare(self.kind(), text)
     }
 
     /// The kind of tokenizer.
@@ -297,6 +367,8 @@ impl TextTokenizer {
     /// # Errors
     /// Only BPE can fail, when the `tokenizers` library does.
     pub fn encode_line(&self, line: &str) -> Result<Vec<u32>> {
+        let line = self.prepare(line);
+        let line = line.as_ref();
         let mut out = Vec::new();
         match &self.inner {
             Inner::KerasWord(t) => t.extend_sequence(line, &mut out, &mut String::new()),
@@ -314,6 +386,8 @@ impl TextTokenizer {
     /// # Errors
     /// Only BPE can fail, when the `tokenizers` library does.
     pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
+        let text = self.prepare(text);
+        let text = text.as_ref();
         let mut out = Vec::with_capacity(text.len() / 5);
         match &self.inner {
             Inner::KerasWord(t) => {
@@ -411,6 +485,7 @@ mod tests {
             vocab_size,
             num_words,
             oov_token: oov.map(str::to_owned),
+            ..TokenizerConfig::new(kind)
         };
         check_config(with(KerasWord, None, Some(10), Some("<OOV>")), None);
         check_config(with(Bpe, Some(300), None, None), None);
@@ -488,6 +563,62 @@ mod tests {
         assert_eq!(t.word_index(), [("y", 1), ("x", 2)]);
         assert_eq!(keras.encode_text("y x\nx\n").unwrap(), [1, 2, 2]);
         assert_eq!(keras.encode_line("Y, z!").unwrap(), [1]);
+    }
+
+    #[test]
+    fn characters_of_chinese_text_and_emoji_are_single_tokens() {
+        let text = "春眠不觉晓，处处闻啼鸟。「你好！」（ＡＢ）🙂👍🏽😀\n";
+        let chars = fit(TokenizerKind::Char, &[text]);
+        let ids = chars.encode_text(text).unwrap();
+        assert_eq!(ids.len(), text.chars().count());
+        let tokens: Vec<String> = ids.iter().map(|&i| chars.id_to_token(i).unwrap()).collect();
+        assert_eq!(tokens[..6], ["春", "眠", "不", "觉", "晓", "，"]);
+        for token in ["。", "「", "！", "（", "Ａ", "🙂", "👍", "🏽", "😀"] {
+            assert!(chars.token_to_id(token).is_some(), "{token}");
+        }
+        assert_eq!(chars.decode(&ids), text);
+        // NFKC cleaning turns the full-width forms into ASCII before they become tokens.
+        let config = TokenizerConfig {
+            clean: CleanConfig::STANDARD,
+            ..TokenizerConfig::new(TokenizerKind::Char)
+        };
+        let cleaned = TextTokenizer::fit(&config, &[text]).unwrap();
+        assert!(cleaned.token_to_id("Ａ").is_none() && cleaned.token_to_id("A").is_some());
+        assert_eq!(
+            cleaned.decode(&cleaned.encode_text(text).unwrap()),
+            "春眠不觉晓,处处闻啼鸟。「你好!」(AB)🙂👍🏽😀\n"
+        );
+    }
+
+    #[test]
+    fn segmentation_applies_to_word_kinds_only() {
+        for kind in [TokenizerKind::Char, TokenizerKind::Bpe] {
+            let config = TokenizerConfig {
+                segment: Segmentation::Jieba,
+                ..TokenizerConfig::new(kind)
+            };
+            assert_eq!(
+                config.validate().unwrap_err().to_string(),
+                format!(
+                    "segment does not apply to the {kind} tokenizer; leave it out or choose word or keras-word"
+                )
+            );
+        }
+        let keras = TextTokenizer::fit(
+            &TokenizerConfig {
+                segment: Segmentation::Jieba,
+                ..TokenizerConfig::new(TokenizerKind::KerasWord)
+            },
+            &["我来到北京清华大学, Hello world.\n我来到北京"],
+        )
+        .unwrap();
+        assert_eq!(
+            keras.as_keras().unwrap().word_index()[..2],
+            [("我", 1), ("来到", 2)]
+        );
+        assert_eq!(keras.encode_line("hello 北京").unwrap().len(), 2);
+        assert_eq!(keras.prepare("北京,清华大学"), "北京,清华大学");
+        assert_eq!(keras.prepare("北京大学生"), "北京 大学生");
     }
 
     #[test]

@@ -6,8 +6,18 @@
 //!
 //! ```json
 //! "model": { "type": "WordLevel", "vocab": {...}, "unk_token": "<unk>",
-//!            "lstm_lm": { "format_version": 1, "kind": "word" } }
+//!            "lstm_lm": { "format_version": 2, "kind": "word",
+//!                         "preprocess": { "clean": { "escapes": true, "nfkc": true,
+//!                                                    "lowercase": false, "whitespace": true },
+//!                                         "segment": "jieba" } } }
 //! ```
+//!
+//! Versions: 1 had no `preprocess` (a version-1 file loads with cleaning and segmentation
+//! off, which is what it was written with); 2 adds it. The cleaning steps are also the
+//! pipeline's first normalizers, so Python's `tokenizers` cleans as lstm-lm does;
+//! segmentation has no `tokenizers` equivalent, so users of the file outside lstm-lm give it
+//! text already segmented (words separated by spaces, as `lstm-lm tokenize --segment jieba`
+//! would cut them).
 //!
 //! Why there: `tokenizers` 0.23 reads the top-level object with a visitor that skips the key
 //! of an unknown field without reading its value, which makes `serde_json` fail with
@@ -36,11 +46,15 @@ use crate::chars::{CHAR_UNK_TOKEN, CharTokenizer};
 use crate::error::{Result, TextPrepError};
 use crate::io::{read_text_file, write_atomic};
 use crate::keras::KerasTokenizer;
-use crate::tokenizer::{TextTokenizer, TokenizerKind};
+use crate::prepare::Preprocess;
+use crate::tokenizer::{TextTokenizer, TokenizerConfig, TokenizerKind};
 use crate::word::WordTokenizer;
 
 /// The version of our metadata this build writes and reads.
-pub const TOKENIZER_FORMAT_VERSION: u32 = 1;
+pub const TOKENIZER_FORMAT_VERSION: u32 = 2;
+
+/// The oldest version this build still reads (version 1: no cleaning, no segmentation).
+pub const OLDEST_TOKENIZER_FORMAT_VERSION: u32 = 1;
 
 /// The key of our metadata inside the `model` object.
 pub const METADATA_KEY: &str = "lstm_lm";
@@ -50,6 +64,9 @@ pub const METADATA_KEY: &str = "lstm_lm";
 struct Metadata {
     format_version: u32,
     kind: TokenizerKind,
+    /// Absent in version 1: nothing before tokenization.
+    #[serde(default)]
+    preprocess: Option<Preprocess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     keras: Option<KerasMetadata>,
 }
@@ -117,6 +134,7 @@ impl TextTokenizer {
         let metadata = Metadata {
             format_version: TOKENIZER_FORMAT_VERSION,
             kind: self.kind(),
+            preprocess: Some(self.preprocess()),
             keras: self.as_keras().map(|k| KerasMetadata {
                 num_words: k.num_words(),
                 oov_token: k.oov_token().map(str::to_owned),
@@ -168,13 +186,30 @@ impl TextTokenizer {
                 "its model has no \"{METADATA_KEY}\" metadata, so lstm-lm did not write it"
             ))
         })?;
-        if metadata.format_version != TOKENIZER_FORMAT_VERSION {
+        let version = metadata.format_version;
+        if !(OLDEST_TOKENIZER_FORMAT_VERSION..=TOKENIZER_FORMAT_VERSION).contains(&version) {
             return Err(bad(format!(
-                "it has format version {} but this build reads version {TOKENIZER_FORMAT_VERSION}",
-                metadata.format_version
+                "it has format version {version} but this build reads versions \
+                 {OLDEST_TOKENIZER_FORMAT_VERSION} to {TOKENIZER_FORMAT_VERSION}"
             )));
         }
-        let hf: Tokenizer = serde_json::from_str(json)
+        let pre = match (version, metadata.preprocess) {
+            (1, None) => Preprocess::default(),
+            (1, Some(_)) => {
+                return Err(bad(
+                    "its version-1 metadata has a \"preprocess\" entry, which came with version 2"
+                        .into(),
+                ));
+            }
+            (_, Some(pre)) => pre,
+            (_, None) => return Err(bad("its metadata has no \"preprocess\" entry".into())),
+        };
+        let config = TokenizerConfig {
+            segment: pre.segment,
+            ..TokenizerConfig::new(metadata.kind)
+        };
+        config.validate().map_err(|e| bad(e.to_string()))?;
+        let mut hf: Tokenizer = serde_json::from_str(json)
             .map_err(|e| bad(format!("the tokenizers library cannot read it ({e})")))?;
         let tokenizer: TextTokenizer = match metadata.kind {
             TokenizerKind::KerasWord => {
@@ -202,9 +237,24 @@ impl TextTokenizer {
                 // The file is not rebuilt and compared below, so check here that every id the
                 // library can produce has a row in the model: ids exactly 0..vocab_size.
                 vocab_by_id(&hf, true).map_err(&bad)?;
-                return Ok(BpeTokenizer::from_hf(hf).map_err(bad)?.into());
+                // The cleaning normalizers are written for other readers of the file; ours
+                // cleans before the library sees the text.
+                let expected = crate::hf_pipeline::clean_normalizer(&pre.clean)?;
+                if serialized_normalizer(hf.get_normalizer())?
+                    != serialized_normalizer(expected.as_ref())?
+                {
+                    return Err(bad(
+                        "its normalizer is not the one its cleaning metadata gives (was it edited?)"
+                            .into(),
+                    ));
+                }
+                hf.with_normalizer(None::<NormalizerWrapper>)
+                    .map_err(|e| TextPrepError::tokenizers("removing the normalizer", e))?;
+                let bpe: TextTokenizer = BpeTokenizer::from_hf(hf).map_err(bad)?.into();
+                return Ok(bpe.with_preprocess(pre));
             }
         };
+        let tokenizer = tokenizer.with_preprocess(pre);
         let rebuilt = tokenizer.to_hf()?;
         if serialized(&rebuilt)? != serialized(&hf)? {
             return Err(bad(format!(
@@ -215,6 +265,11 @@ impl TextTokenizer {
         }
         Ok(tokenizer)
     }
+}
+
+fn serialized_normalizer(normalizer: Option<&NormalizerWrapper>) -> Result<String> {
+    serde_json::to_string(&normalizer)
+        .map_err(|e| TextPrepError::tokenizers("serializing a normalizer", e))
 }
 
 fn serialized(hf: &Tokenizer) -> Result<String> {
@@ -298,10 +353,14 @@ mod ordered_counts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TokenizerConfig;
+    use crate::{CleanConfig, Segmentation, TokenizerConfig};
     use std::path::PathBuf;
 
     const CORPUS: &str = "The cat sat on the mat.\nthe dog, the cat!\n\nÜber café 🙂\r\n";
+
+    /// Chinese with colour codes, full-width forms and odd spaces: a cleaning and segmentation
+    /// case.
+    const ZH_CORPUS: &str = "\x1b[32m《感遇》\x1b[m\r\n我来到北京清华大学，  ＬＳＴＭ模型。\n\u{3000}春眠不觉晓 The Cat\n";
 
     fn fitted(kind: TokenizerKind, num_words: Option<usize>, oov: Option<&str>) -> TextTokenizer {
         let config = TokenizerConfig {
@@ -309,6 +368,7 @@ mod tests {
             vocab_size: (kind == TokenizerKind::Bpe).then_some(280),
             num_words,
             oov_token: oov.map(str::to_owned),
+            ..TokenizerConfig::new(kind)
         };
         TextTokenizer::fit(&config, &[CORPUS]).unwrap()
     }
@@ -321,7 +381,103 @@ mod tests {
             fitted(TokenizerKind::Word, None, None),
             fitted(TokenizerKind::Char, None, None),
             fitted(TokenizerKind::Bpe, None, None),
+            prepared(
+                TokenizerKind::Word,
+                CleanConfig::STANDARD,
+                Segmentation::Jieba,
+            ),
+            prepared(TokenizerKind::KerasWord, LOWER, Segmentation::Jieba),
+            prepared(
+                TokenizerKind::Char,
+                CleanConfig::STANDARD,
+                Segmentation::None,
+            ),
+            prepared(TokenizerKind::Bpe, LOWER, Segmentation::None),
         ]
+    }
+
+    const LOWER: CleanConfig = CleanConfig {
+        lowercase: true,
+        ..CleanConfig::STANDARD
+    };
+
+    fn prepared(kind: TokenizerKind, clean: CleanConfig, segment: Segmentation) -> TextTokenizer {
+        let config = TokenizerConfig {
+            vocab_size: (kind == TokenizerKind::Bpe).then_some(280),
+            clean,
+            segment,
+            ..TokenizerConfig::new(kind)
+        };
+        TextTokenizer::fit(&config, &[CORPUS, ZH_CORPUS]).unwrap()
+    }
+
+    #[test]
+    fn cleaning_and_segmentation_are_recorded_and_applied_after_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = prepared(
+            TokenizerKind::Word,
+            CleanConfig::STANDARD,
+            Segmentation::Jieba,
+        );
+        let path = dir.path().join("zh.json");
+        t.save(&path).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let meta = &json["model"][METADATA_KEY];
+        assert_eq!(meta["format_version"], 2);
+        assert_eq!(meta["preprocess"]["segment"], "jieba");
+        assert_eq!(meta["preprocess"]["clean"]["nfkc"], true);
+        assert_eq!(meta["preprocess"]["clean"]["lowercase"], false);
+        let back = TextTokenizer::load(&path).unwrap();
+        assert_eq!(back.preprocess(), t.preprocess());
+        let ids = back.encode_line("\x1b[33m我来到北京\x1b[m").unwrap();
+        let words: Vec<String> = ids.iter().map(|&i| back.id_to_token(i).unwrap()).collect();
+        assert_eq!(words, ["我", "来到", "北京", "<eos>"]);
+        assert_eq!(back.decode(&ids), "我来到北京\n");
+    }
+
+    #[test]
+    fn a_version_1_file_loads_with_cleaning_and_segmentation_off() {
+        for t in [
+            fitted(TokenizerKind::Word, None, None),
+            fitted(TokenizerKind::KerasWord, Some(4), Some("<OOV>")),
+            fitted(TokenizerKind::Char, None, None),
+            fitted(TokenizerKind::Bpe, None, None),
+        ] {
+            // Edited as text: a parsed `Value` would sort the Keras counts, whose order matters.
+            let json = t
+                .to_json()
+                .unwrap()
+                .replace("\"format_version\": 2", "\"format_version\": 1");
+            let start = json.find("\"preprocess\"").unwrap();
+            let segment = start + json[start..].find("\"segment\": \"none\"").unwrap();
+            let close = segment + json[segment..].find('}').unwrap() + 1;
+            let (before, after) = (json[..start].trim_end(), json[close..].trim_start());
+            let v1 = match after.strip_prefix(',') {
+                Some(rest) => format!("{before}\n{rest}"),
+                None => format!("{}\n{after}", before.trim_end_matches(',')),
+            };
+            assert!(!v1.contains("preprocess"), "{v1}");
+            let old = TextTokenizer::from_json(&v1, &PathBuf::from("old.json")).unwrap();
+            assert!(old.preprocess().is_off());
+            for text in [CORPUS, ZH_CORPUS] {
+                assert_eq!(old.encode_text(text).unwrap(), t.encode_text(text).unwrap());
+            }
+            // Written again, it is a version-2 file.
+            assert_eq!(old.to_json().unwrap(), t.to_json().unwrap());
+            meta_with_preprocess_in_version_1(&t);
+        }
+    }
+
+    fn meta_with_preprocess_in_version_1(t: &TextTokenizer) {
+        let json = t
+            .to_json()
+            .unwrap()
+            .replace("\"format_version\": 2", "\"format_version\": 1");
+        assert_eq!(
+            load_err(&json),
+            "\"tok.json\" is not a usable tokenizer file: its version-1 metadata has a \"preprocess\" entry, which came with version 2; re-create it with `lstm-lm tokenize`"
+        );
     }
 
     fn load_err(json: &str) -> String {
@@ -369,8 +525,14 @@ mod tests {
                     vocab_size: (t.kind() == TokenizerKind::Bpe).then_some(280),
                     num_words: t.as_keras().and_then(KerasTokenizer::num_words),
                     oov_token: t.as_keras().and_then(|k| k.oov_token().map(str::to_owned)),
+                    clean: t.preprocess().clean,
+                    segment: t.preprocess().segment,
                 },
-                &[CORPUS],
+                if t.preprocess().is_off() {
+                    &[CORPUS][..]
+                } else {
+                    &[CORPUS, ZH_CORPUS][..]
+                },
             )
             .unwrap();
             assert_eq!(
@@ -391,7 +553,7 @@ mod tests {
                 .and_then(|m| m.remove(METADATA_KEY))
                 .unwrap();
             assert_eq!(meta["kind"], t.kind().name());
-            assert_eq!(meta["format_version"], 1);
+            assert_eq!(meta["format_version"], 2);
             let theirs: serde_json::Value =
                 serde_json::from_str(&t.to_hf().unwrap().to_string(false).unwrap()).unwrap();
             assert_eq!(ours, theirs, "{}", t.kind());
@@ -445,8 +607,14 @@ mod tests {
             "its model has no \"lstm_lm\" metadata, so lstm-lm did not write it",
         );
         check(
-            &good.replace("\"format_version\": 1", "\"format_version\": 7"),
-            "it has format version 7 but this build reads version 1",
+            &good.replace("\"format_version\": 2", "\"format_version\": 7"),
+            "it has format version 7 but this build reads versions 1 to 2",
+        );
+        check(
+            &good
+                .replace("\"segment\": \"none\"", "\"segment\": \"jieba\"")
+                .replace("\"kind\": \"word\"", "\"kind\": \"char\""),
+            "segment does not apply to the char tokenizer; leave it out or choose word or keras-word",
         );
         check(
             &good.replace("\"WhitespaceSplit\"", "\"Whitespace\""),

@@ -263,7 +263,7 @@ fn fit_tokenizer_in_pieces(
             saw_text.store(true, Ordering::Relaxed);
         }
     });
-    let fitted = TextTokenizer::fit_pieces(&tokenizer_config(d), pieces);
+    let fitted = TextTokenizer::fit_pieces(&tokenizer_config(d)?, pieces);
     // Reading errors first; then an empty text, whatever fitting made of it.
     match fitted {
         Err(e @ (TextPrepError::Read { .. } | TextPrepError::NotUtf8 { .. })) => Err(e.into()),
@@ -272,7 +272,7 @@ fn fit_tokenizer_in_pieces(
     }
 }
 
-fn tokenizer_config(d: &DataSettings) -> TokenizerConfig {
+fn tokenizer_config(d: &DataSettings) -> Result<TokenizerConfig, TrainError> {
     let kind = match d.tokenizer {
         TokenizerChoice::KerasWord => TokenizerKind::KerasWord,
         TokenizerChoice::Word => TokenizerKind::Word,
@@ -287,13 +287,15 @@ fn tokenizer_config(d: &DataSettings) -> TokenizerConfig {
         config.num_words = d.num_words;
         config.oov_token = d.oov_token.clone();
     }
-    config
+    config.clean = d.clean_config()?;
+    config.segment = d.segment;
+    Ok(config)
 }
 
 /// Fits the tokenizer the settings name on the training text (each line is one text, as
 /// Keras' `fit_on_texts` sees it).
 pub fn fit_tokenizer(d: &DataSettings, train_text: &str) -> Result<TextTokenizer, TrainError> {
-    let config = tokenizer_config(d);
+    let config = tokenizer_config(d)?;
     let kind = config.kind;
     let tokenizer = if kind == TokenizerKind::Char || kind == TokenizerKind::Bpe {
         TextTokenizer::fit(&config, &[train_text])?

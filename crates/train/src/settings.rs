@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use lstm_lm_model::{CellKind, LanguageModelConfig};
+use lstm_lm_text_prep::{CleanConfig, Segmentation};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -38,6 +39,18 @@ pub enum TokenizerChoice {
     Char,
     /// Byte-level BPE.
     Bpe,
+}
+
+impl TokenizerChoice {
+    /// The name settings use: `keras-word`, `word`, `char` or `bpe`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::KerasWord => "keras-word",
+            Self::Word => "word",
+            Self::Char => "char",
+            Self::Bpe => "bpe",
+        }
+    }
 }
 
 /// How text becomes training examples.
@@ -77,6 +90,25 @@ pub struct DataSettings {
     /// tokens (`[0.9, 0.05, 0.05]` splits like the PyTorch reference's `--split-single`).
     /// Absent: no split, the whole file trains.
     pub split: Option<[f64; 3]>,
+    /// Cleaning before tokenization, recorded in `tokenizer.json`: `"off"` (the default, text
+    /// as it is) or the steps, comma-separated, from `escapes` (terminal escape codes and
+    /// control characters), `nfkc`, `lowercase` and `whitespace` (runs collapsed, lines
+    /// trimmed). `--clean` sets `"escapes,nfkc,whitespace"`.
+    pub clean: String,
+    /// Word segmentation before a word-level tokenizer splits text: `"none"` (the default) or
+    /// `"jieba"` (Chinese words cut by jieba; word and keras-word only).
+    pub segment: Segmentation,
+}
+
+impl DataSettings {
+    /// The cleaning steps of `clean`.
+    ///
+    /// # Errors
+    /// [`TrainError::Settings`] naming `data.clean` when a step is unknown.
+    pub fn clean_config(&self) -> Result<CleanConfig, TrainError> {
+        CleanConfig::from_steps(&self.clean)
+            .map_err(|e| TrainError::Settings(format!("data.clean = {:?}: {e}", self.clean)))
+    }
 }
 
 impl Default for DataSettings {
@@ -92,6 +124,8 @@ impl Default for DataSettings {
             oov_token: None,
             vocab_size: 4096,
             split: None,
+            clean: "off".to_owned(),
+            segment: Segmentation::None,
         }
     }
 }
@@ -389,6 +423,8 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("wt2-medium", include_str!("../presets/wt2-medium.toml")),
     ("ptb-small", include_str!("../presets/ptb-small.toml")),
     ("ptb-medium", include_str!("../presets/ptb-medium.toml")),
+    ("tang-poetry", include_str!("../presets/tang-poetry.toml")),
+    ("zh-word", include_str!("../presets/zh-word.toml")),
 ];
 
 impl TrainSettings {
@@ -487,6 +523,19 @@ impl TrainSettings {
             return bad(
                 "data.num_words and data.oov_token apply to the keras-word tokenizer only".into(),
             );
+        }
+        d.clean_config()?;
+        if d.segment != Segmentation::None
+            && !matches!(
+                d.tokenizer,
+                TokenizerChoice::Word | TokenizerChoice::KerasWord
+            )
+        {
+            return bad(format!(
+                "data.segment = \"{}\" applies to the word and keras-word tokenizers only, not {}",
+                d.segment,
+                d.tokenizer.name()
+            ));
         }
         if d.tokenizer == TokenizerChoice::Bpe && d.vocab_size < 260 {
             return bad(format!(
@@ -745,6 +794,49 @@ mod tests {
             },
             "parameters, above the limit of 2147483648",
         );
+    }
+
+    #[test]
+    fn cleaning_and_segmentation_settings() {
+        let s = TrainSettings::default();
+        assert_eq!(s.data.clean_config().unwrap(), CleanConfig::OFF);
+        let t = s
+            .set("data.clean=escapes,nfkc,whitespace")
+            .unwrap()
+            .set("data.segment=jieba")
+            .unwrap();
+        t.validate().unwrap();
+        assert_eq!(t.data.clean_config().unwrap(), CleanConfig::STANDARD);
+        assert_eq!(t.data.segment, Segmentation::Jieba);
+        let text = t.to_toml().unwrap();
+        assert!(
+            text.contains("clean = \"escapes,nfkc,whitespace\""),
+            "{text}"
+        );
+        assert!(text.contains("segment = \"jieba\""), "{text}");
+        assert_eq!(TrainSettings::default().merge_toml(&text, "t").unwrap(), t);
+        let e = s
+            .set("data.clean=nfkc,nfd")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "data.clean = \"nfkc,nfd\": unknown cleaning step \"nfd\"; choose from escapes, nfkc, lowercase, whitespace"
+        );
+        let e = t
+            .set("data.tokenizer=char")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("data.segment = \"jieba\" applies to the word and keras-word tokenizers only, not char"), "{e}");
+        // A config.json from before these settings loads with both off.
+        let mut old = serde_json::to_value(&s).unwrap();
+        let data = old["data"].as_object_mut().unwrap();
+        data.remove("clean");
+        data.remove("segment");
+        let back: TrainSettings = serde_json::from_value(old).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Safe extraction of chosen members from zip and tar.gz archives.
+//! Safe extraction of chosen members from zip, tar.gz and Debian package (`.deb`) archives.
 //!
 //! Every entry name is checked first: an archive holding any absolute path or
 //! `..` component is refused as a whole. Members are only ever written to the
@@ -25,6 +25,7 @@ pub(crate) fn extract(
     let result = match kind {
         ArchiveKind::Zip => extract_zip(archive, wanted),
         ArchiveKind::TarGz => extract_tar_gz(archive, wanted),
+        ArchiveKind::Deb => extract_deb(archive, wanted),
         ArchiveKind::Plain => Ok(()),
     };
     if result.is_err() {
@@ -138,7 +139,40 @@ fn extract_zip(archive: &Path, wanted: &[(String, PathBuf)]) -> Result<(), Fetch
 
 fn extract_tar_gz(archive: &Path, wanted: &[(String, PathBuf)]) -> Result<(), FetchError> {
     let gz = flate2::read::GzDecoder::new(BufReader::new(open(archive)?));
-    let mut tar = tar::Archive::new(gz);
+    extract_tar(archive, gz, wanted)
+}
+
+/// A Debian package is an `ar` archive of `debian-binary`, `control.tar.*` and `data.tar.*`;
+/// the members are in the last, compressed with xz (or gzip). The data tarball of a dataset
+/// package is small (a few MB), so it is decompressed in memory.
+fn extract_deb(archive: &Path, wanted: &[(String, PathBuf)]) -> Result<(), FetchError> {
+    let mut deb = ar::Archive::new(BufReader::new(open(archive)?));
+    while let Some(entry) = deb.next_entry() {
+        let mut entry = entry.map_err(|e| corrupt(archive, e))?;
+        let name = String::from_utf8_lossy(entry.header().identifier()).into_owned();
+        let name = name.trim_end_matches('/');
+        if name == "data.tar.xz" {
+            let mut tar = Vec::new();
+            lzma_rs::xz_decompress(&mut BufReader::new(&mut entry), &mut tar)
+                .map_err(|e| corrupt(archive, format!("data.tar.xz: {e}")))?;
+            return extract_tar(archive, io::Cursor::new(tar), wanted);
+        }
+        if name == "data.tar.gz" {
+            return extract_tar(archive, flate2::read::GzDecoder::new(entry), wanted);
+        }
+    }
+    Err(corrupt(
+        archive,
+        "it holds no data.tar.xz or data.tar.gz (is it a Debian package?)",
+    ))
+}
+
+fn extract_tar(
+    archive: &Path,
+    reader: impl Read,
+    wanted: &[(String, PathBuf)],
+) -> Result<(), FetchError> {
+    let mut tar = tar::Archive::new(reader);
     let wanted = wanted_map(wanted);
     let mut found = HashSet::new();
     // One pass: names are checked as they come; members go to `.part` files

@@ -296,7 +296,7 @@ fn item_for(ds: &Dataset, a: &crate::manifest::Archive, locations: Vec<Location>
                 }],
             }
         }
-        ArchiveKind::Zip | ArchiveKind::TarGz => Item {
+        ArchiveKind::Zip | ArchiveKind::TarGz | ArchiveKind::Deb => Item {
             name: a.name.clone(),
             kind: a.kind,
             locations,
@@ -542,7 +542,9 @@ impl Run<'_> {
         }
         match item.kind {
             ArchiveKind::Plain => self.obtain_plain(plan, item, targets[0]),
-            ArchiveKind::Zip | ArchiveKind::TarGz => self.obtain_archive(plan, item, targets),
+            ArchiveKind::Zip | ArchiveKind::TarGz | ArchiveKind::Deb => {
+                self.obtain_archive(plan, item, targets)
+            }
         }
     }
 

@@ -169,6 +169,7 @@ impl Fixtures {
                 vocab_size: (kind == TokenizerKind::Bpe).then_some(270),
                 num_words,
                 oov_token: oov.map(str::to_owned),
+                ..TokenizerConfig::new(kind)
             };
             let t = TextTokenizer::fit(&config, &[CORPUS])?;
             tokenizers.push((name.to_owned(), t.to_json()?.into_bytes()));

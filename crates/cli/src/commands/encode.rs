@@ -13,7 +13,8 @@ use super::input::{Lines, quoted};
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   lstm-lm encode --tokenizer tokenizer.json corpus.txt
-  echo 'the keeper' | lstm-lm encode --tokenizer runs/sample/tokenizer.json --json")]
+  echo 'the keeper' | lstm-lm encode --tokenizer runs/sample/tokenizer.json --json
+  lstm-lm encode --tokenizer zh.json --tokens zh.txt")]
 pub struct EncodeArgs {
     /// Tokenizer written by `lstm-lm tokenize`.
     #[arg(long, value_name = "FILE")]
@@ -24,6 +25,10 @@ pub struct EncodeArgs {
     /// Print each line's ids as a JSON array instead of space-separated numbers.
     #[arg(long)]
     pub json: bool,
+    /// Print each line's tokens instead of their ids (separated by spaces, or a JSON array of
+    /// strings with --json): the words a segmenting tokenizer found, for instance.
+    #[arg(long)]
+    pub tokens: bool,
 }
 
 /// Runs `lstm-lm encode`.
@@ -40,11 +45,20 @@ pub fn run(args: EncodeArgs) -> Result<()> {
             text.push('[');
         }
         let sep = if args.json { "," } else { " " };
-        for (i, id) in ids.iter().enumerate() {
+        for (i, &id) in ids.iter().enumerate() {
             if i > 0 {
                 text.push_str(sep);
             }
-            text.push_str(&id.to_string());
+            if args.tokens {
+                let token = tokenizer.id_to_token(id).unwrap_or_default();
+                if args.json {
+                    text.push_str(&serde_json::to_string(&token)?);
+                } else {
+                    text.push_str(&token);
+                }
+            } else {
+                text.push_str(&id.to_string());
+            }
         }
         if args.json {
             text.push(']');

@@ -8,7 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use lstm_lm_model::LanguageModelConfig;
 use lstm_lm_text_prep::{
-    BYTE_SYMBOLS, DEFAULT_BPE_VOCAB_SIZE, TextTokenizer, TokenizerConfig, TokenizerKind, text_lines,
+    BYTE_SYMBOLS, CleanConfig, DEFAULT_BPE_VOCAB_SIZE, Segmentation, TextTokenizer,
+    TokenizerConfig, TokenizerKind, text_lines,
 };
 
 use super::input::{quoted, read_all};
@@ -18,7 +19,9 @@ use super::input::{quoted, read_all};
 #[command(after_help = "Examples:
   lstm-lm tokenize --kind word --input corpus.txt --out tokenizer.json
   lstm-lm tokenize --kind keras-word --num-words 5000 --oov '<oov>' --input a.txt b.txt --out tok.json
-  lstm-lm tokenize --kind bpe --vocab-size 8000 --input corpus.txt --out bpe.json")]
+  lstm-lm tokenize --kind bpe --vocab-size 8000 --input corpus.txt --out bpe.json
+  lstm-lm tokenize --kind word --segment jieba --clean --input zh.txt --out zh.json
+  lstm-lm tokenize --kind char --clean-steps escapes,whitespace --input poems.txt --out chars.json")]
 pub struct TokenizeArgs {
     /// Kind of tokenizer.
     #[arg(long, value_enum)]
@@ -32,12 +35,57 @@ pub struct TokenizeArgs {
     /// keras-word only: token for unknown words, with id 1, as Keras' oov_token.
     #[arg(long, value_name = "TOKEN")]
     pub oov: Option<String>,
+    #[command(flatten)]
+    pub preprocess: PreprocessArgs,
     /// Text files to fit on (UTF-8; for keras-word, each line is one text).
     #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
     pub input: Vec<PathBuf>,
     /// Where to write the tokenizer.json.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+}
+
+/// The cleaning and segmentation flags, shared by `tokenize` and `train`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PreprocessArgs {
+    /// Clean text before tokenizing it: remove terminal escape codes and control characters,
+    /// NFKC-normalise (full-width to half-width), collapse whitespace runs and trim lines.
+    /// Recorded in tokenizer.json and applied again whenever text is encoded.
+    #[arg(long, conflicts_with = "clean_steps")]
+    pub clean: bool,
+    /// Cleaning steps one by one, comma-separated: escapes, nfkc, lowercase, whitespace
+    /// (instead of --clean).
+    #[arg(long, value_name = "STEPS")]
+    pub clean_steps: Option<String>,
+    /// Also lowercase the text (a cleaning step, with or without --clean).
+    #[arg(long)]
+    pub lowercase: bool,
+    /// word and keras-word only: cut Chinese text into words with jieba (accurate mode,
+    /// HMM on) before the tokenizer splits it. [default: none]
+    #[arg(long, value_name = "none|jieba", value_parser = parse_segmentation)]
+    pub segment: Option<Segmentation>,
+}
+
+fn parse_segmentation(value: &str) -> std::result::Result<Segmentation, String> {
+    value
+        .parse()
+        .map_err(|e: lstm_lm_text_prep::TextPrepError| e.to_string())
+}
+
+impl PreprocessArgs {
+    /// The cleaning the flags ask for; `None` when none of them is given.
+    pub fn clean_config(&self) -> Result<Option<CleanConfig>> {
+        let mut config = match (&self.clean_steps, self.clean) {
+            (Some(list), _) => {
+                CleanConfig::from_steps(list).map_err(|e| anyhow::anyhow!("--clean-steps: {e}"))?
+            }
+            (None, true) => CleanConfig::STANDARD,
+            (None, false) if self.lowercase => CleanConfig::OFF,
+            (None, false) => return Ok(None),
+        };
+        config.lowercase |= self.lowercase;
+        Ok(Some(config))
+    }
 }
 
 /// The `--kind` values.
@@ -99,6 +147,14 @@ impl TokenizeArgs {
         if self.oov.as_deref() == Some("") {
             bail!("--oov must not be empty; give a token such as '<OOV>'");
         }
+        let segment = self.preprocess.segment.unwrap_or_default();
+        if segment != Segmentation::None
+            && !matches!(kind, TokenizerKind::Word | TokenizerKind::KerasWord)
+        {
+            bail!(
+                "--segment {segment} applies only to --kind word or keras-word; leave it out for --kind {kind}"
+            );
+        }
         let vocab_size = match kind {
             TokenizerKind::Bpe => Some(self.vocab_size.unwrap_or(DEFAULT_BPE_VOCAB_SIZE)),
             _ => None,
@@ -108,6 +164,8 @@ impl TokenizeArgs {
             vocab_size,
             num_words: self.num_words,
             oov_token: self.oov.clone(),
+            clean: self.preprocess.clean_config()?.unwrap_or_default(),
+            segment,
         })
     }
 }
@@ -151,6 +209,15 @@ pub fn run(args: TokenizeArgs) -> Result<()> {
         ""
     };
     writeln!(out, "vocabulary size: {}{padding}", tokenizer.vocab_size())?;
+    let pre = tokenizer.preprocess();
+    if !pre.is_off() {
+        writeln!(
+            out,
+            "cleaning: {}; segmentation: {}",
+            pre.clean.describe(),
+            pre.segment
+        )?;
+    }
     let files = args.input.len();
     let plural = if files == 1 { "" } else { "s" };
     writeln!(

@@ -12,6 +12,7 @@ use lstm_lm_train::{
 
 use super::device_args::{DeviceArgs, DevicesSpec, parse_devices};
 use super::stop_signals::StopSignals;
+use super::tokenize::PreprocessArgs;
 
 /// Most tokens `--sample-tokens` may ask for: the sample is collected before it is printed, and
 /// `lstm-lm generate` is there for longer text.
@@ -49,7 +50,8 @@ pub struct TrainArgs {
     /// and hashes are recorded); the epoch in progress restarts from its first batch.
     #[arg(long, requires = "resume")]
     pub accept_changed_data: bool,
-    /// Start from a shipped preset: seed, sample, char-rnn, wt2-small, wt2-medium, ptb-small, ptb-medium.
+    /// Start from a shipped preset: seed, sample, char-rnn, wt2-small, wt2-medium, ptb-small,
+    /// ptb-medium, tang-poetry, zh-word.
     #[arg(long)]
     pub preset: Option<String>,
     /// TOML file merged over the preset.
@@ -61,6 +63,8 @@ pub struct TrainArgs {
     /// Tokenizer: keras-word, word, char or bpe.
     #[arg(long)]
     pub tokenizer: Option<String>,
+    #[command(flatten)]
+    pub preprocess: PreprocessArgs,
     /// Dataset recipe: ngram or stream.
     #[arg(long)]
     pub recipe: Option<String>,
@@ -178,6 +182,21 @@ impl TrainArgs {
         };
         put("data.tokenizer", self.tokenizer.clone());
         put("data.recipe", self.recipe.clone());
+        if let Some(clean) = self.preprocess.clean_config()? {
+            // --lowercase alone adds to the cleaning a preset or --config already asks for.
+            let clean = if self.preprocess.clean || self.preprocess.clean_steps.is_some() {
+                clean
+            } else {
+                let mut merged = s.data.clean_config()?;
+                merged.lowercase = true;
+                merged
+            };
+            put("data.clean", Some(format!("{:?}", clean.describe())));
+        }
+        put(
+            "data.segment",
+            self.preprocess.segment.map(|v| format!("{:?}", v.name())),
+        );
         put("train.epochs", self.epochs.map(|v| v.to_string()));
         put("data.batch_size", self.batch_size.map(|v| v.to_string()));
         put("data.bptt", self.bptt.map(|v| v.to_string()));
@@ -266,7 +285,11 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             || args.test.is_some()
             || args.split.is_some()
             || args.checkpoint_every.is_some()
-            || args.plot;
+            || args.plot
+            || args.preprocess.clean
+            || args.preprocess.clean_steps.is_some()
+            || args.preprocess.lowercase
+            || args.preprocess.segment.is_some();
         if ignored || !args.data.is_empty() {
             bail!(
                 "--resume continues a run with its own settings and data: drop the other settings flags (only --epochs may change)"
