@@ -445,8 +445,9 @@ fn char_recipe_end_to_end_through_a_mirror_folder() {
 }
 
 /// A word-level recipe whose dataset has one file per split, fetched from `<mirror>/ptb/`.
-#[test]
-fn word_recipe_with_split_files_reports_the_published_figure() {
+/// A mirror holding a small PTB-shaped corpus (train, valid and test files) and a manifest
+/// that names it.
+fn ptb_env() -> Env {
     let env = Env::new();
     let (train, valid, test) = (corpus(30_000, 3), corpus(4_000, 4), corpus(4_000, 5));
     let files: [(&str, &[u8]); 3] = [
@@ -458,6 +459,12 @@ fn word_recipe_with_split_files_reports_the_published_figure() {
     for (f, d) in files {
         env.mirror_file(&format!("ptb/{f}"), d);
     }
+    env
+}
+
+#[test]
+fn word_recipe_with_split_files_reports_the_published_figure() {
+    let env = ptb_env();
     let o = env.xtask_train(
         "ptb-small",
         "run",
@@ -497,17 +504,7 @@ fn word_recipe_with_split_files_reports_the_published_figure() {
 /// `--json`: the run's events as JSON lines, then a summary line holding summary.json's fields.
 #[test]
 fn json_flag_prints_events_then_the_summary() {
-    let env = Env::new();
-    let (train, valid, test) = (corpus(30_000, 3), corpus(4_000, 4), corpus(4_000, 5));
-    let files: [(&str, &[u8]); 3] = [
-        ("train.txt", train.as_bytes()),
-        ("valid.txt", valid.as_bytes()),
-        ("test.txt", test.as_bytes()),
-    ];
-    env.write_manifest(json!([fake_ptb(&files)]));
-    for (f, d) in files {
-        env.mirror_file(&format!("ptb/{f}"), d);
-    }
+    let env = ptb_env();
     let o = env.xtask_train(
         "ptb-small",
         "run",

@@ -1,6 +1,7 @@
 //! Generation with its controls: stop strings, end of text, repetition penalty, the n-gram
 //! repetition ban, token probabilities, beam search, and a conversation that carries the model
 //! state from one prompt to the next (`generate --interactive`).
+use lstm_lm_text_prep::StreamDecoder;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -271,23 +272,8 @@ impl<'a> Conversation<'a> {
                 break;
             }
         }
-        if reason != StopReason::Stop {
-            let (shown, stopped) = stops.push(&decoder.finish());
-            let rest = if stopped {
-                reason = StopReason::Stop;
-                shown
-            } else {
-                shown + &stops.finish()
-            };
-            if !rest.is_empty() {
-                text.push_str(&rest);
-                emit(&GeneratedToken {
-                    id: None,
-                    token: String::new(),
-                    text: rest,
-                    prob: None,
-                })?;
-            }
+        if reason != StopReason::Stop && finish_text(&mut stops, decoder, &mut text, &mut emit)? {
+            reason = StopReason::Stop;
         }
         Ok(Generation {
             ids,
@@ -363,21 +349,7 @@ impl<'a> Conversation<'a> {
             }
         }
         if !stops.stopped() {
-            let (shown, stopped) = stops.push(&decoder.finish());
-            let rest = if stopped {
-                shown
-            } else {
-                shown + &stops.finish()
-            };
-            if !rest.is_empty() {
-                text.push_str(&rest);
-                emit(&GeneratedToken {
-                    id: None,
-                    token: String::new(),
-                    text: rest,
-                    prob: None,
-                })?;
-            }
+            finish_text(&mut stops, decoder, &mut text, &mut emit)?;
         }
         Ok(Generation {
             ids: best.ids,
@@ -386,6 +358,33 @@ impl<'a> Conversation<'a> {
             logprobs: Some(best.logprobs),
         })
     }
+}
+
+/// The end of a continuation: the text the decoder and the stop-string watch still hold, shown
+/// up to a stop string if one completes there (then `true`), handed to `emit` as a last piece
+/// without a token.
+fn finish_text(
+    stops: &mut StopText,
+    mut decoder: StreamDecoder<'_>,
+    text: &mut String,
+    emit: &mut impl FnMut(&GeneratedToken) -> Result<(), TrainError>,
+) -> Result<bool, TrainError> {
+    let (shown, stopped) = stops.push(&decoder.finish());
+    let rest = if stopped {
+        shown
+    } else {
+        shown + &stops.finish()
+    };
+    if !rest.is_empty() {
+        text.push_str(&rest);
+        emit(&GeneratedToken {
+            id: None,
+            token: String::new(),
+            text: rest,
+            prob: None,
+        })?;
+    }
+    Ok(stopped)
 }
 
 impl LoadedRun {
