@@ -444,7 +444,6 @@ fn char_recipe_end_to_end_through_a_mirror_folder() {
     assert!(err.contains("holds no run to continue"), "{err}");
 }
 
-/// A word-level recipe whose dataset has one file per split, fetched from `<mirror>/ptb/`.
 /// A mirror holding a small PTB-shaped corpus (train, valid and test files) and a manifest
 /// that names it.
 fn ptb_env() -> Env {
@@ -462,6 +461,7 @@ fn ptb_env() -> Env {
     env
 }
 
+/// A word-level recipe whose dataset has one file per split, fetched from `<mirror>/ptb/`.
 #[test]
 fn word_recipe_with_split_files_reports_the_published_figure() {
     let env = ptb_env();
