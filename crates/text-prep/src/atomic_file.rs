@@ -1,10 +1,10 @@
 //! Crash-safe file writes, the one implementation every crate of lstm-lm uses: temporary file
 //! in the same folder, fsync, rename, fsync the folder. (`text_prep::write_atomic` and
-//! `lstm_lm_train::write_atomic` wrap [`write`] with their own error types.)
+//! `lstm_lm_train::write_atomic` wrap [`write()`] with their own error types.)
 //!
 //! # Fault injection (tests)
 //!
-//! Environment variables, read once per process, put faults into [`write`] (checkpoint files,
+//! Environment variables, read once per process, put faults into [`write()`] (checkpoint files,
 //! `checkpoint.json`, `model.bpk`, `config.json`, `tokenizer.json`, `metrics.jsonl` when it is
 //! cut back on resume), so that tests can show what a crash or a full disk at that point does. Unset (the
 //! normal case), each write checks one already-initialised value and nothing else happens.
@@ -70,7 +70,7 @@ fn write_with(path: &Path, bytes: &[u8], faults: Option<&Faults>) -> std::io::Re
     result
 }
 
-/// Removes the temporary files that writers killed inside [`write`] left in `dir`
+/// Removes the temporary files that writers killed inside [`write()`] left in `dir`
 /// (`.NAME.tmp-PID`). Only safe while no other process writes there: the run lock's holder
 /// calls it. Best effort: a file that cannot be removed stays.
 pub fn remove_stale_temporaries(dir: &Path) {
@@ -85,7 +85,7 @@ pub fn remove_stale_temporaries(dir: &Path) {
     }
 }
 
-/// Whether `name` is one [`write`] gives its temporary files.
+/// Whether `name` is one [`write()`] gives its temporary files.
 fn is_temporary_name(name: &str) -> bool {
     name.starts_with('.')
         && name.rsplit_once(".tmp-").is_some_and(|(stem, pid)| {

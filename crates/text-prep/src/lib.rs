@@ -59,7 +59,7 @@ mod prepare;
 mod segment;
 mod split;
 mod stream;
-/// The synthetic corpus of known entropy (feature `testing`: tests and `cargo xtask synth`).
+// The synthetic corpus of known entropy: for tests and `cargo xtask synth` (feature `testing`).
 #[cfg(feature = "testing")]
 pub mod synthetic;
 mod tbptt;
