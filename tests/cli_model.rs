@@ -13,32 +13,34 @@ fn assert_clean_error(o: &Output, needle: &str) {
     support::assert_one_line_error(o, &[needle]);
 }
 
+/// `train` of the tiny run the model tests share (2 epochs of a 16-unit LSTM on the corpus,
+/// validated on it), with `extra` flags; the corpus is written first.
+fn train_tiny(dir: &Path, extra: &[&str]) -> Output {
+    std::fs::write(dir.join("corpus.txt"), CORPUS).unwrap();
+    let mut args = vec![
+        "train",
+        "--preset",
+        "seed",
+        "--data",
+        "corpus.txt",
+        "--valid",
+        "corpus.txt",
+        "--out",
+        "run",
+        "--epochs",
+        "2",
+        "--hidden-size",
+        "16",
+        "--embedding-size",
+        "8",
+    ];
+    args.extend_from_slice(extra);
+    lstm_lm(&args, dir)
+}
+
 /// A tiny trained run shared by the tests that only read it.
 fn trained_run(dir: &Path) -> PathBuf {
-    std::fs::write(dir.join("corpus.txt"), CORPUS).unwrap();
-    let o = lstm_lm(
-        &[
-            "train",
-            "--preset",
-            "seed",
-            "--data",
-            "corpus.txt",
-            "--valid",
-            "corpus.txt",
-            "--out",
-            "run",
-            "--epochs",
-            "2",
-            "--hidden-size",
-            "16",
-            "--embedding-size",
-            "8",
-            "--quiet",
-            "--sample-tokens",
-            "5",
-        ],
-        dir,
-    );
+    let o = train_tiny(dir, &["--quiet", "--sample-tokens", "5"]);
     assert!(o.status.success(), "train failed: {}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("trained 2 epochs"), "{out}");
@@ -926,24 +928,9 @@ fn runs_lists_finished_and_interrupted_runs() {
 fn train_json_prints_documented_events_and_log_lines_carry_progress() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    std::fs::write(dir.join("corpus.txt"), CORPUS).unwrap();
-    let o = lstm_lm(
+    let o = train_tiny(
+        dir,
         &[
-            "train",
-            "--preset",
-            "seed",
-            "--data",
-            "corpus.txt",
-            "--valid",
-            "corpus.txt",
-            "--out",
-            "run",
-            "--epochs",
-            "2",
-            "--hidden-size",
-            "16",
-            "--embedding-size",
-            "8",
             "--log-interval",
             "1",
             "--sample-tokens",
@@ -951,7 +938,6 @@ fn train_json_prints_documented_events_and_log_lines_carry_progress() {
             "--log-lines",
             "--json",
         ],
-        dir,
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let events: Vec<serde_json::Value> = stdout(&o)
