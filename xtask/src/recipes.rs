@@ -1,5 +1,5 @@
 //! `cargo xtask train RECIPE`: a named benchmark run. A recipe is a dataset of
-//! `datasets/manifest.json` and a preset of `crates/train/presets/`; the command fetches the
+//! `datasets/manifest.json` and a preset of `crates/infer/presets/`; the command fetches the
 //! dataset ([`crate::download::download`]), trains through the `lstm-lm-train` library
 //! ([`lstm_lm_train::train`], as `lstm-lm train` does), evaluates the best model on the test
 //! split and writes `summary.json` into the run folder, next to the published figure.
@@ -41,7 +41,7 @@ pub struct Recipe {
     pub name: &'static str,
     /// Dataset name in `datasets/manifest.json`.
     pub dataset: &'static str,
-    /// Preset name (`crates/train/presets/<preset>.toml`).
+    /// Preset name (`crates/infer/presets/<preset>.toml`).
     pub preset: &'static str,
     /// One line for `--list` and the README.
     pub about: &'static str,

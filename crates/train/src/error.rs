@@ -1,9 +1,10 @@
 use std::path::{Path, PathBuf};
 
+use lstm_lm_infer::InferError;
 use lstm_lm_text_prep::one_line;
 use thiserror::Error;
 
-/// Errors of the training, evaluation and generation layer.
+/// Errors of the training layer (the inference layer's [`InferError`] converts into it).
 #[derive(Debug, Error)]
 pub enum TrainError {
     /// A file could not be read or written.
@@ -60,6 +61,23 @@ impl TrainError {
         TrainError::Io {
             path: path.to_path_buf(),
             cause: source,
+        }
+    }
+}
+
+/// The inference layer's errors keep their kind: a settings error stays a settings error.
+impl From<InferError> for TrainError {
+    fn from(e: InferError) -> Self {
+        match e {
+            InferError::Io { path, cause } => TrainError::Io { path, cause },
+            InferError::Settings(m) => TrainError::Settings(m),
+            InferError::Data(m) => TrainError::Data(m),
+            InferError::RunDir(m) => TrainError::RunDir(m),
+            InferError::Model(e) => TrainError::Model(e),
+            InferError::Text(e) => TrainError::Text(e),
+            InferError::Ngram(e) => TrainError::Ngram(e),
+            InferError::Input(m) => TrainError::Input(m),
+            InferError::Device(m) => TrainError::Device(m),
         }
     }
 }

@@ -1,10 +1,11 @@
-//! Training, evaluation, scoring and generation for lstm-lm.
+//! Training for lstm-lm: the loop, optimizers, schedules, checkpoints and metrics.
 //!
 //! [`train`] runs the loop for both dataset recipes (Keras-style n-gram prefixes and the
 //! contiguous stream with truncated backpropagation through time) and writes a run folder
-//! ([`RunDir`]) with crash-safe checkpoints that resume exactly. [`LoadedRun`] uses a trained
-//! run: generation with every control ([`GenerateOptions`], [`Conversation`]), scoring,
-//! evaluation and sentence vectors.
+//! ([`RunDir`]) with crash-safe checkpoints that resume exactly. Using a trained run
+//! (generation, scoring, evaluation, sentence vectors, export) lives in `lstm-lm-infer`, which
+//! this crate builds on for validation and samples and re-exports, so a training program needs
+//! one dependency.
 //!
 //! Train in a few lines, then generate, score and embed from the run folder:
 //!
@@ -57,70 +58,42 @@
 
 pub mod allocator;
 mod atomic;
-mod batch_score;
-mod beam;
 mod checkpoint;
-pub mod data;
-pub mod decoding;
-mod device;
 mod error;
-mod evaluate;
-mod generate;
 pub mod host_optim;
 pub mod json_events;
-mod logit_rules;
-pub mod loss;
 mod metrics;
-mod mixture;
-mod ngram_lm;
 pub mod optim;
 mod parallel;
 pub mod plot;
-mod run_dir;
 mod run_lock;
 pub mod runs;
 pub mod schedule;
-mod sentence_vectors;
-mod session;
-pub mod settings;
-mod stop_text;
-mod text_batches;
-mod torch_export;
-mod torch_import;
 mod trainer;
-mod vector_export;
-mod word_search;
+
+// The inference layer's modules, under the paths the trainer's code has always used.
+pub use lstm_lm_infer::{data, decoding, evaluate, loss, run_dir, settings};
 
 pub use atomic::write_atomic;
 pub use checkpoint::{
     Checkpoint, LoadedCheckpoint, POINTER_FORMAT, POINTER_FORMAT_VERSION, STATE_FORMAT,
     STATE_FORMAT_VERSION, TRAINER_FORMAT, TRAINER_FORMAT_VERSION, TrainerState,
 };
-pub use decoding::{Conversation, GenerateOptions, GeneratedToken, Generation, StopReason};
-pub use device::{on_pool, setup_device, setup_threads};
 pub use error::TrainError;
-pub use evaluate::{EvalResult, evaluate};
-pub use generate::{Generator, GeneratorState, SamplingConfig, score_ids};
-pub use logit_rules::{apply_repetition_penalty, log_prob_of, no_repeat_ngram_bans};
+pub use lstm_lm_infer::{
+    Conversation, DataFileDigest, DataFiles, EmbedOptions, EvalResult, GenerateOptions,
+    GeneratedToken, Generation, Generator, GeneratorState, IMPORTED_BACKEND, ImportOptions,
+    InferError, LayerChoice, LoadedNgramRun, LoadedRun, MixtureResult, NgramEvalResult, Pooling,
+    RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir, SamplingConfig, StopReason, StopText,
+    TORCH_EXPORT_FORMAT, TORCH_EXPORT_FORMAT_VERSION, TextScore, TrainSettings, VectorExport,
+    WordNeighbor, WordSearch, apply_repetition_penalty, changed_data_files, check_same_tokenizer,
+    draw, escape_token, evaluate_mixture, export_projector, export_safetensors, export_word2vec,
+    import_torch, load_weights, log_prob_of, model_bytes, no_repeat_ngram_bans, on_pool, score_ids,
+    setup_device, setup_threads, torch_state_dict_bytes, word_id,
+};
 pub use metrics::{
     EventSink, METRICS_FORMAT, METRICS_FORMAT_VERSION, MetricEvent, MetricsFile, ProgressMode,
     read_events,
 };
-pub use mixture::{MixtureResult, check_same_tokenizer, evaluate_mixture};
-pub use ngram_lm::{LoadedNgramRun, NgramEvalResult, draw};
-pub use run_dir::{
-    DataFileDigest, DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir,
-    changed_data_files, load_weights, model_bytes,
-};
 pub use run_lock::{LOCK_FILE, LOCK_FORMAT, LOCK_FORMAT_VERSION, RunLock};
-pub use sentence_vectors::{EmbedOptions, LayerChoice, Pooling};
-pub use session::{LoadedRun, TextScore};
-pub use settings::TrainSettings;
-pub use stop_text::StopText;
-pub use torch_export::{
-    TORCH_EXPORT_FORMAT, TORCH_EXPORT_FORMAT_VERSION, export_safetensors, torch_state_dict_bytes,
-};
-pub use torch_import::{ImportOptions, import_torch};
 pub use trainer::{TrainOptions, TrainOutcome, TrainSummary, format_secs, train};
-pub use vector_export::{VectorExport, escape_token, export_projector, export_word2vec};
-pub use word_search::{WordNeighbor, WordSearch, word_id};

@@ -86,7 +86,7 @@ pub fn summarise(path: &Path) -> Result<RunSummary, TrainError> {
     let epochs = config.settings.train.epochs;
     let status = if RunLock::is_held(path) {
         RunStatus::Running
-    } else if config.backend == crate::torch_import::IMPORTED_BACKEND {
+    } else if config.backend == crate::IMPORTED_BACKEND {
         RunStatus::Imported
     } else if tested || epochs_done >= epochs || model_is_final(&run, &config) {
         RunStatus::Finished

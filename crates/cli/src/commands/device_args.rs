@@ -43,7 +43,7 @@ impl DeviceArgs {
     /// Sets up the thread pool and returns the device.
     pub fn device(&self) -> Result<Device> {
         prefer_as_default(self.backend);
-        Ok(lstm_lm_train::setup_device(
+        Ok(lstm_lm_infer::setup_device(
             self.backend,
             self.device_index,
             self.threads,
@@ -70,7 +70,7 @@ impl DeviceArgs {
             }
         };
         prefer_as_default(self.backend);
-        lstm_lm_train::setup_threads(self.threads)?;
+        lstm_lm_infer::setup_threads(self.threads)?;
         indices
             .into_iter()
             .map(|i| Ok(device_for(self.backend, i)?))

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use lstm_lm_train::{EmbedOptions, LayerChoice, LoadedRun, Pooling};
+use lstm_lm_infer::{EmbedOptions, LayerChoice, LoadedRun, Pooling};
 
 use super::device_args::DeviceArgs;
 use super::input::Lines;
@@ -117,7 +117,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         _ => None,
     };
     let device = args.device.device()?;
-    lstm_lm_train::on_pool(move || -> Result<()> {
+    lstm_lm_infer::on_pool(move || -> Result<()> {
         // Opened here: standard input's lock stays on this thread.
         let mut source = TextSource::new(&args.texts, args.file.as_deref())?;
         let run = LoadedRun::load(&args.model, device)?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use lstm_lm_train::{LoadedNgramRun, LoadedRun};
+use lstm_lm_infer::{LoadedNgramRun, LoadedRun};
 
 use super::device_args::DeviceArgs;
 
@@ -49,8 +49,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let device = args.device.device()?;
     let (model, data) = (args.model, args.data);
-    // On a pool thread, like training: see `lstm_lm_train::on_pool`.
-    let r = lstm_lm_train::on_pool(move || -> Result<_> {
+    // On a pool thread, like training: see `lstm_lm_infer::on_pool`.
+    let r = lstm_lm_infer::on_pool(move || -> Result<_> {
         Ok(LoadedRun::load(&model, device)?.evaluate_file(&data)?)
     })?;
     let mut out = std::io::stdout().lock();
@@ -96,10 +96,10 @@ fn mix(args: &EvalArgs, spec: &str) -> Result<()> {
     }
     let device = args.device.device()?;
     let (model, data) = (args.model.clone(), args.data.clone());
-    let results = lstm_lm_train::on_pool(move || -> Result<_> {
+    let results = lstm_lm_infer::on_pool(move || -> Result<_> {
         let lstm = LoadedRun::load(&model, device)?;
         let ngram = LoadedNgramRun::load(&ngram_dir)?;
-        Ok(lstm_lm_train::evaluate_mixture(
+        Ok(lstm_lm_infer::evaluate_mixture(
             &lstm, &ngram, &lambdas, &data,
         )?)
     })?;

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use lstm_lm_infer::{LoadedRun, export_projector, export_safetensors, export_word2vec};
 use lstm_lm_model::VectorTable;
-use lstm_lm_train::{LoadedRun, export_projector, export_safetensors, export_word2vec};
 
 use super::device_args::DeviceArgs;
 
@@ -66,7 +66,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     };
     let device = args.device.device()?;
     let (model, out) = (args.model, args.out);
-    let message = lstm_lm_train::on_pool(move || -> Result<String> {
+    let message = lstm_lm_infer::on_pool(move || -> Result<String> {
         let run = LoadedRun::load(&model, device)?;
         let cannot = || format!("cannot write --out \"{}\"", out.display());
         Ok(match format {

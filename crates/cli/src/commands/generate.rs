@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use lstm_lm_train::{
-    GenerateOptions, GeneratedToken, Generation, LoadedRun, SamplingConfig, TrainError,
+use lstm_lm_infer::{
+    GenerateOptions, GeneratedToken, Generation, InferError, LoadedRun, SamplingConfig,
 };
 use serde_json::json;
 
@@ -161,8 +161,8 @@ pub fn run(args: GenerateArgs) -> Result<i32> {
         }
     }
     let device = args.device.device()?;
-    // On a pool thread, like training: see `lstm_lm_train::on_pool`.
-    lstm_lm_train::on_pool(move || {
+    // On a pool thread, like training: see `lstm_lm_infer::on_pool`.
+    lstm_lm_infer::on_pool(move || {
         let run = LoadedRun::load(&args.model, device)?;
         if opts.stop_at_eos && run.tokenizer.eos_id().is_none() {
             bail!(
@@ -325,12 +325,12 @@ impl Printer {
         }
     }
 
-    fn write(&mut self, s: &str) -> Result<(), TrainError> {
+    fn write(&mut self, s: &str) -> Result<(), InferError> {
         let mut out = self.out.lock();
         out.write_all(s.as_bytes())
             .and_then(|()| out.flush())
             .map_err(|e| {
-                let stop = TrainError::Input(format!("cannot write to standard output: {e}"));
+                let stop = InferError::Input(format!("cannot write to standard output: {e}"));
                 self.error = Some(e);
                 stop
             })
@@ -345,7 +345,7 @@ impl Printer {
     }
 
     /// One generated token: its text (plain output), or its probability line (--show-probs).
-    fn token(&mut self, t: &GeneratedToken) -> Result<(), TrainError> {
+    fn token(&mut self, t: &GeneratedToken) -> Result<(), InferError> {
         if self.json {
             return Ok(());
         }

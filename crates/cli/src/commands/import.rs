@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use lstm_lm_infer::{ImportOptions, import_torch};
 use lstm_lm_model::CellKind;
-use lstm_lm_train::{ImportOptions, import_torch};
 
 /// Make a run folder from a PyTorch state dict in a safetensors file and a tokenizer.json.
 #[derive(Debug, Args)]

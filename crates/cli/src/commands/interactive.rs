@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
-use lstm_lm_train::{Conversation, GenerateOptions, LoadedRun, TrainError};
+use lstm_lm_infer::{Conversation, GenerateOptions, InferError, LoadedRun};
 
 const HELP: &str = "commands: /temp T (temperature), /topk K (0: off), /topp P (1: off), /seed N, \
 /tokens N (tokens per continuation), /greedy, /sample, /reset (forget the text so far), \
@@ -81,13 +81,13 @@ pub fn run(run: &LoadedRun, model_dir: &Path, mut opts: GenerateOptions) -> Resu
             |t| {
                 out.write_all(t.text.as_bytes())
                     .and_then(|()| out.flush())
-                    .map_err(|e| TrainError::Input(format!("cannot write to standard output: {e}")))
+                    .map_err(|e| InferError::Input(format!("cannot write to standard output: {e}")))
             },
         );
         generating.store(false, Ordering::SeqCst);
         drop(out);
         match result {
-            Ok(g) if g.stop_reason == lstm_lm_train::StopReason::Interrupted => {
+            Ok(g) if g.stop_reason == lstm_lm_infer::StopReason::Interrupted => {
                 println!();
                 eprintln!("(stopped)");
             }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use lstm_lm_infer::{LoadedRun, WordNeighbor, WordSearch};
 use lstm_lm_model::VectorTable;
-use lstm_lm_train::{LoadedRun, WordNeighbor, WordSearch};
 
 use super::device_args::DeviceArgs;
 
@@ -73,8 +73,8 @@ pub fn run(args: NeighborsArgs) -> Result<()> {
         json,
         ..
     } = args;
-    // On a pool thread, like the other model commands: see `lstm_lm_train::on_pool`.
-    let answers = lstm_lm_train::on_pool(move || -> Result<Vec<Answer>> {
+    // On a pool thread, like the other model commands: see `lstm_lm_infer::on_pool`.
+    let answers = lstm_lm_infer::on_pool(move || -> Result<Vec<Answer>> {
         let run = LoadedRun::load(&model, device)?;
         let search = WordSearch::new(&run, table)?;
         if let Some(abc) = analogy {

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use lstm_lm_infer::{InferError, LoadedNgramRun, SamplingConfig};
 use lstm_lm_ngram::{DEFAULT_ORDER, NgramRun, NgramTrainConfig};
 use lstm_lm_text_prep::TokenizerConfig;
-use lstm_lm_train::{LoadedNgramRun, SamplingConfig, TrainError};
 
 use super::tokenize::KindArg;
 
@@ -137,7 +137,7 @@ fn export(args: NgramExportArgs) -> Result<()> {
     }
     let mut bytes = Vec::new();
     run.model.write_arpa(&names, &mut bytes)?;
-    lstm_lm_train::write_atomic(&args.out, &bytes)
+    lstm_lm_infer::write_atomic(&args.out, &bytes)
         .with_context(|| format!("cannot write the ARPA file \"{}\"", args.out.display()))?;
     let total: usize = run.model.ngram_counts().iter().sum();
     println!(
@@ -201,7 +201,7 @@ pub fn generate(
         out.write_all(piece.as_bytes())
             .and_then(|()| out.flush())
             .map_err(|e| {
-                let stop = TrainError::Input(format!("cannot write to standard output: {e}"));
+                let stop = InferError::Input(format!("cannot write to standard output: {e}"));
                 write_error = Some(e);
                 stop
             })

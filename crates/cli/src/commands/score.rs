@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use lstm_lm_train::{LoadedRun, TextScore, TrainError};
+use lstm_lm_infer::{InferError, LoadedRun, TextScore};
 
 use super::device_args::DeviceArgs;
 use super::embed::{TEXTS_PER_BLOCK, TextSource};
@@ -46,7 +46,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     if super::ngram::is_ngram_run(&args.model) {
         let texts: Vec<String> = match (&args.text, &args.file) {
             (Some(t), _) => vec![t.clone()],
-            (None, Some(path)) => lstm_lm_train::data::read_file(path)?
+            (None, Some(path)) => lstm_lm_infer::data::read_file(path)?
                 .lines()
                 .filter(|l| !l.trim().is_empty())
                 .map(str::to_string)
@@ -56,8 +56,8 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         return super::ngram::score(&args, &texts);
     }
     let device = args.device.device()?;
-    // On a pool thread, like training: see `lstm_lm_train::on_pool`.
-    lstm_lm_train::on_pool(move || -> Result<()> {
+    // On a pool thread, like training: see `lstm_lm_infer::on_pool`.
+    lstm_lm_infer::on_pool(move || -> Result<()> {
         let run = LoadedRun::load(&args.model, device)?;
         let texts: Vec<String> = args.text.iter().cloned().collect();
         // Opened here: standard input's lock stays on this thread.
@@ -96,7 +96,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
 
 /// Prints each text's scores as `score` does (see [`print_score`]).
 pub fn print_scores<'a>(
-    scores: impl Iterator<Item = Result<(&'a str, TextScore), TrainError>>,
+    scores: impl Iterator<Item = Result<(&'a str, TextScore), InferError>>,
     json: bool,
 ) -> Result<()> {
     let mut out = std::io::stdout().lock();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use lstm_lm_train::LoadedRun;
+use lstm_lm_infer::LoadedRun;
 
 use super::device_args::DeviceArgs;
 use super::embed::{TEXTS_PER_BLOCK, TextSource, embed_options};
@@ -61,14 +61,14 @@ pub fn run(args: SimilarArgs) -> Result<()> {
     }
     let opts = embed_options(&args.pool, &args.layer)?;
     let device = args.device.device()?;
-    lstm_lm_train::on_pool(move || -> Result<()> {
+    lstm_lm_infer::on_pool(move || -> Result<()> {
         // Opened here: standard input's lock stays on this thread.
         let mut source = TextSource::new(&[], Some(&args.file))?;
         let run = LoadedRun::load(&args.model, device)?;
         let query = run
             .embed_many(std::slice::from_ref(&args.query), &opts)
             .pop()
-            .unwrap_or_else(|| Err(lstm_lm_train::TrainError::Input("empty query".into())))
+            .unwrap_or_else(|| Err(lstm_lm_infer::InferError::Input("empty query".into())))
             .map_err(|e| anyhow::anyhow!("--query: {e}"))?;
         // The k best so far, best first: (similarity, line number from 1, text).
         let mut best: Vec<(f64, usize, String)> = Vec::with_capacity(args.k + 1);

@@ -3,9 +3,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use lstm_lm_infer::{Generator, SamplingConfig, on_pool};
 use lstm_lm_model::LanguageModelConfig;
 use lstm_lm_model::burn::tensor::Device;
-use lstm_lm_train::{Generator, SamplingConfig, on_pool};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 

@@ -19,7 +19,7 @@ use crate::atomic::write_atomic;
 use crate::run_dir::{DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir, check_format};
 use crate::settings::{Recipe, TokenizerChoice};
 use crate::torch_export::{TORCH_EXPORT_FORMAT, TORCH_EXPORT_FORMAT_VERSION, cell_name};
-use crate::{TrainError, TrainSettings, model_bytes};
+use crate::{InferError, TrainSettings, model_bytes};
 
 /// The `backend` an imported run's `config.json` names (it was trained elsewhere).
 pub const IMPORTED_BACKEND: &str = "imported";
@@ -50,9 +50,9 @@ struct Shape {
 
 /// Creates the run folder `opts.out` from the state dict and tokenizer; returns its
 /// `config.json`.
-pub fn import_torch(opts: &ImportOptions) -> Result<RunConfig, TrainError> {
+pub fn import_torch(opts: &ImportOptions) -> Result<RunConfig, InferError> {
     let tokenizer = TextTokenizer::load(&opts.tokenizer)?;
-    let bytes = std::fs::read(&opts.weights).map_err(|e| TrainError::io(&opts.weights, e))?;
+    let bytes = std::fs::read(&opts.weights).map_err(|e| InferError::io(&opts.weights, e))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| {
         bad_weights(
             &opts.weights,
@@ -70,7 +70,7 @@ pub fn import_torch(opts: &ImportOptions) -> Result<RunConfig, TrainError> {
         .collect();
     let shape = infer_shape(&opts.weights, &shapes, opts.cell)?;
     if shape.vocab != tokenizer.vocab_size() {
-        return Err(TrainError::Input(format!(
+        return Err(InferError::Input(format!(
             "encoder.weight in \"{}\" has {} rows but the tokenizer \"{}\" has {} ids: give the tokenizer the model was trained with",
             opts.weights.display(),
             shape.vocab,
@@ -145,7 +145,7 @@ pub fn import_torch(opts: &ImportOptions) -> Result<RunConfig, TrainError> {
 
 /// Whether the file is one of our exports (a newer version of it is an error; another tag,
 /// such as the `"pt"` PyTorch writes, is not ours and fine).
-fn read_tag(path: &Path, metadata: &HashMap<String, String>) -> Result<bool, TrainError> {
+fn read_tag(path: &Path, metadata: &HashMap<String, String>) -> Result<bool, InferError> {
     let format = metadata.get("format").map(String::as_str).unwrap_or("");
     if format != TORCH_EXPORT_FORMAT {
         return Ok(false);
@@ -167,8 +167,8 @@ fn read_tag(path: &Path, metadata: &HashMap<String, String>) -> Result<bool, Tra
     Ok(true)
 }
 
-fn bad_weights(path: &Path, why: String) -> TrainError {
-    TrainError::Input(format!("\"{}\" {why}", path.display()))
+fn bad_weights(path: &Path, why: String) -> InferError {
+    InferError::Input(format!("\"{}\" {why}", path.display()))
 }
 
 /// The model shape the tensors describe, after checking every name and shape.
@@ -176,7 +176,7 @@ fn infer_shape(
     path: &Path,
     tensors: &BTreeMap<String, (Vec<usize>, Dtype)>,
     cell: Option<CellKind>,
-) -> Result<Shape, TrainError> {
+) -> Result<Shape, InferError> {
     let dims = |name: &str| tensors.get(name).map(|(s, _)| s.as_slice());
     let not_a_state_dict = |why: String| {
         bad_weights(
@@ -318,7 +318,7 @@ fn names_error(
     path: &Path,
     tensors: &BTreeMap<String, (Vec<usize>, Dtype)>,
     expected: &[(String, ())],
-) -> TrainError {
+) -> InferError {
     let missing: Vec<&str> = expected
         .iter()
         .map(|(n, _)| n.as_str())
@@ -347,7 +347,7 @@ fn names_error(
 }
 
 /// Every tensor as f32 values, once names, types and shapes are checked.
-fn named_tensors(file: &SafeTensors<'_>, path: &Path) -> Result<Vec<NamedTensor>, TrainError> {
+fn named_tensors(file: &SafeTensors<'_>, path: &Path) -> Result<Vec<NamedTensor>, InferError> {
     file.tensors()
         .into_iter()
         .map(|(name, view)| {
@@ -394,14 +394,14 @@ fn write_run(
     config: &RunConfig,
     tokenizer: &TextTokenizer,
     weights: &[u8],
-) -> Result<(), TrainError> {
+) -> Result<(), InferError> {
     let occupied = match std::fs::read_dir(out) {
         Ok(mut entries) => entries.next().is_some(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(_) => true,
     };
     if occupied {
-        return Err(TrainError::Input(format!(
+        return Err(InferError::Input(format!(
             "--out \"{}\" already exists and is not an empty folder: give a new folder",
             out.display()
         )));

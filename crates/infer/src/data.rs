@@ -16,7 +16,7 @@ use lstm_lm_text_prep::{
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::TrainError;
+use crate::InferError;
 use crate::run_dir::DataFiles;
 use crate::settings::{DataSettings, Recipe, TokenizerChoice};
 
@@ -79,15 +79,15 @@ pub struct PreparedData {
 }
 
 /// Reads a UTF-8 text file, naming it in errors.
-pub fn read_file(path: &Path) -> Result<String, TrainError> {
+pub fn read_file(path: &Path) -> Result<String, InferError> {
     Ok(read_text_file(path)?)
 }
 
-fn no_training_file() -> TrainError {
-    TrainError::Data("no training file given: pass --data FILE".into())
+fn no_training_file() -> InferError {
+    InferError::Data("no training file given: pass --data FILE".into())
 }
 
-fn join_files(paths: &[PathBuf]) -> Result<String, TrainError> {
+fn join_files(paths: &[PathBuf]) -> Result<String, InferError> {
     if paths.is_empty() {
         return Err(no_training_file());
     }
@@ -105,7 +105,7 @@ fn join_files(paths: &[PathBuf]) -> Result<String, TrainError> {
 /// Reads the split texts. With `data.split` and one file, the file is cut contiguously: by
 /// characters for the char tokenizer (as the PyTorch reference's `--split-single`), by lines
 /// otherwise, so that no line is cut in two.
-pub fn load_texts(d: &DataSettings, files: &DataFiles) -> Result<Texts, TrainError> {
+pub fn load_texts(d: &DataSettings, files: &DataFiles) -> Result<Texts, InferError> {
     let train = join_files(&files.train)?;
     let read_opt = |p: &Option<PathBuf>| p.as_deref().map(read_file).transpose();
     let texts = match d.split {
@@ -144,8 +144,8 @@ pub fn load_texts(d: &DataSettings, files: &DataFiles) -> Result<Texts, TrainErr
     Ok(texts)
 }
 
-fn empty_training_text(files: &DataFiles) -> TrainError {
-    TrainError::Data(format!(
+fn empty_training_text(files: &DataFiles) -> InferError {
+    InferError::Data(format!(
         "the training text is empty ({}): give a file with some text",
         files
             .train
@@ -241,7 +241,7 @@ impl Iterator for JoinedPieces {
 pub fn fit_tokenizer_on_files(
     d: &DataSettings,
     files: &DataFiles,
-) -> Result<TextTokenizer, TrainError> {
+) -> Result<TextTokenizer, InferError> {
     fit_tokenizer_in_pieces(d, files, READ_PIECE_BYTES)
 }
 
@@ -249,7 +249,7 @@ fn fit_tokenizer_in_pieces(
     d: &DataSettings,
     files: &DataFiles,
     piece_bytes: usize,
-) -> Result<TextTokenizer, TrainError> {
+) -> Result<TextTokenizer, InferError> {
     if d.split.is_some() {
         let texts = load_texts(d, files)?;
         return fit_tokenizer(d, &texts.train);
@@ -272,7 +272,7 @@ fn fit_tokenizer_in_pieces(
     }
 }
 
-fn tokenizer_config(d: &DataSettings) -> Result<TokenizerConfig, TrainError> {
+fn tokenizer_config(d: &DataSettings) -> Result<TokenizerConfig, InferError> {
     let kind = match d.tokenizer {
         TokenizerChoice::KerasWord => TokenizerKind::KerasWord,
         TokenizerChoice::Word => TokenizerKind::Word,
@@ -294,7 +294,7 @@ fn tokenizer_config(d: &DataSettings) -> Result<TokenizerConfig, TrainError> {
 
 /// Fits the tokenizer the settings name on the training text (each line is one text, as
 /// Keras' `fit_on_texts` sees it).
-pub fn fit_tokenizer(d: &DataSettings, train_text: &str) -> Result<TextTokenizer, TrainError> {
+pub fn fit_tokenizer(d: &DataSettings, train_text: &str) -> Result<TextTokenizer, InferError> {
     let config = tokenizer_config(d)?;
     let kind = config.kind;
     let tokenizer = if kind == TokenizerKind::Char || kind == TokenizerKind::Bpe {
@@ -312,7 +312,7 @@ pub fn prepare_split(
     tokenizer: &TextTokenizer,
     text: &str,
     width: Option<usize>,
-) -> Result<Split, TrainError> {
+) -> Result<Split, InferError> {
     match d.recipe {
         Recipe::Stream => Ok(Split::Stream {
             ids: tokenizer.encode_text(text)?,
@@ -342,7 +342,7 @@ pub fn prepare_files(
     tokenizer: &TextTokenizer,
     files: &DataFiles,
     note: &mut dyn FnMut(&str),
-) -> Result<PreparedData, TrainError> {
+) -> Result<PreparedData, InferError> {
     prepare_files_in_pieces(d, tokenizer, files, note, READ_PIECE_BYTES)
 }
 
@@ -352,7 +352,7 @@ fn prepare_files_in_pieces(
     files: &DataFiles,
     note: &mut dyn FnMut(&str),
     piece_bytes: usize,
-) -> Result<PreparedData, TrainError> {
+) -> Result<PreparedData, InferError> {
     let prepared = if d.split.is_some() {
         prepare(d, tokenizer, &load_texts(d, files)?)?
     } else {
@@ -387,7 +387,7 @@ fn prepare_files_in_pieces(
                     let mut ids = Vec::with_capacity(counts[k]);
                     encode_stream(tokenizer, read(k), Some(&mut ids))?;
                     if ids.len() != counts[k] {
-                        return Err(TrainError::Data(format!(
+                        return Err(InferError::Data(format!(
                             "{} changed while it was read (two passes gave {} and {} tokens): train when it no longer changes",
                             quoted(paths),
                             counts[k],
@@ -397,7 +397,7 @@ fn prepare_files_in_pieces(
                     splits.push(Some(Split::Stream { ids }));
                 }
                 let [train, valid, test] = <[Option<Split>; 3]>::try_from(splits)
-                    .map_err(|_| TrainError::Data("three splits expected".into()))?;
+                    .map_err(|_| InferError::Data("three splits expected".into()))?;
                 PreparedData {
                     train: train.ok_or_else(|| empty_training_text(files))?,
                     valid,
@@ -409,7 +409,7 @@ fn prepare_files_in_pieces(
                 let train = ngram_split(d, tokenizer, read(0), None)?
                     .ok_or_else(|| empty_training_text(files))?;
                 let width = ngram_width(&train)?;
-                let other = |k: usize| -> Result<Option<Split>, TrainError> {
+                let other = |k: usize| -> Result<Option<Split>, InferError> {
                     if sources[k].is_empty() {
                         return Ok(None);
                     }
@@ -463,7 +463,7 @@ fn encode_stream<I>(
     tokenizer: &TextTokenizer,
     pieces: I,
     mut ids: Option<&mut Vec<u32>>,
-) -> Result<(usize, bool), TrainError>
+) -> Result<(usize, bool), InferError>
 where
     I: Iterator<Item = Result<String, TextPrepError>>,
 {
@@ -490,8 +490,8 @@ where
 /// Calls `f` with each line of a text given in pieces, as [`text_lines`] cuts the whole text.
 fn for_each_line<I>(
     pieces: I,
-    mut f: impl FnMut(&str) -> Result<(), TrainError>,
-) -> Result<(), TrainError>
+    mut f: impl FnMut(&str) -> Result<(), InferError>,
+) -> Result<(), InferError>
 where
     I: Iterator<Item = Result<String, TextPrepError>>,
 {
@@ -519,7 +519,7 @@ fn ngram_split<I>(
     tokenizer: &TextTokenizer,
     pieces: I,
     width: Option<usize>,
-) -> Result<Option<Split>, TrainError>
+) -> Result<Option<Split>, InferError>
 where
     I: Iterator<Item = Result<String, TextPrepError>>,
 {
@@ -539,9 +539,9 @@ where
     Ok(Some(Split::Ngram { dataset, width }))
 }
 
-fn ngram_width(train: &Split) -> Result<Option<usize>, TrainError> {
+fn ngram_width(train: &Split) -> Result<Option<usize>, InferError> {
     match train {
-        Split::Ngram { width: 0, .. } => Err(TrainError::Data(
+        Split::Ngram { width: 0, .. } => Err(InferError::Data(
             "no training line has two tokens: the n-gram recipe needs lines of at least two words"
                 .into(),
         )),
@@ -556,7 +556,7 @@ fn check_evaluation_splits(
     d: &DataSettings,
     prepared: &PreparedData,
     files: &DataFiles,
-) -> Result<(), TrainError> {
+) -> Result<(), InferError> {
     let width = prepared.ngram_width.unwrap_or(d.bptt);
     for (split, name, path) in [
         (&prepared.valid, "validation", &files.valid),
@@ -572,7 +572,7 @@ fn check_evaluation_splits(
                 Some(p) if d.split.is_none() => format!("\"{}\"", p.display()),
                 _ => format!("the {name} part of data.split"),
             };
-            return Err(TrainError::Data(format!(
+            return Err(InferError::Data(format!(
                 "the {name} text ({origin}) is too short for one batch of {rows} sequences: give more {name} text or a smaller data.eval_batch_size"
             )));
         }
@@ -585,10 +585,10 @@ pub fn prepare(
     d: &DataSettings,
     tokenizer: &TextTokenizer,
     texts: &Texts,
-) -> Result<PreparedData, TrainError> {
+) -> Result<PreparedData, InferError> {
     let train = prepare_split(d, tokenizer, &texts.train, None)?;
     let width = ngram_width(&train)?;
-    let other = |t: &Option<String>| -> Result<Option<Split>, TrainError> {
+    let other = |t: &Option<String>| -> Result<Option<Split>, InferError> {
         t.as_deref()
             .filter(|t| !t.trim().is_empty())
             .map(|t| prepare_split(d, tokenizer, t, width))
@@ -640,7 +640,7 @@ impl Split {
         batch_size: usize,
         bptt: usize,
         shuffle: Option<u64>,
-    ) -> Result<Box<dyn Iterator<Item = Batch> + '_>, TrainError> {
+    ) -> Result<Box<dyn Iterator<Item = Batch> + '_>, InferError> {
         Ok(match self {
             Split::Ngram { dataset, width } => {
                 let width = *width;

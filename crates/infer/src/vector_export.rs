@@ -23,7 +23,7 @@ use std::path::Path;
 use lstm_lm_model::VectorTable;
 
 use crate::atomic::write_atomic;
-use crate::{LoadedRun, TrainError};
+use crate::{InferError, LoadedRun};
 
 /// What an export wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub fn export_word2vec(
     run: &LoadedRun,
     table: VectorTable,
     out: &Path,
-) -> Result<VectorExport, TrainError> {
+) -> Result<VectorExport, InferError> {
     let t = run.model.word_table(table)?;
     let words = words(run, t.rows());
     let mut text = String::with_capacity(words.len() * (t.dim * 11 + 16));
@@ -76,10 +76,10 @@ pub fn export_projector(
     run: &LoadedRun,
     table: VectorTable,
     out: &Path,
-) -> Result<VectorExport, TrainError> {
+) -> Result<VectorExport, InferError> {
     let t = run.model.word_table(table)?;
     let words = words(run, t.rows());
-    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    std::fs::create_dir_all(out).map_err(|e| InferError::io(out, e))?;
     let mut vectors = String::with_capacity(words.len() * t.dim * 11);
     let mut metadata = String::with_capacity(words.len() * 8);
     for (id, word) in &words {

@@ -25,7 +25,7 @@ use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 
 use crate::atomic::write_atomic;
-use crate::{LoadedRun, RunConfig, TrainError};
+use crate::{InferError, LoadedRun, RunConfig};
 
 /// The format tag in the metadata of an exported safetensors file.
 pub const TORCH_EXPORT_FORMAT: &str = "lstm-lm-torch-state-dict";
@@ -33,7 +33,7 @@ pub const TORCH_EXPORT_FORMAT: &str = "lstm-lm-torch-state-dict";
 pub const TORCH_EXPORT_FORMAT_VERSION: u32 = 1;
 
 /// Writes `run`'s best weights to `out` as safetensors (atomically).
-pub fn export_safetensors(run: &LoadedRun, out: &Path) -> Result<(), TrainError> {
+pub fn export_safetensors(run: &LoadedRun, out: &Path) -> Result<(), InferError> {
     let bytes = torch_state_dict_bytes(&run.model, &run.config, run.tokenizer.kind().name())?;
     write_atomic(out, &bytes)
 }
@@ -44,7 +44,7 @@ pub fn torch_state_dict_bytes(
     model: &LanguageModel,
     config: &RunConfig,
     tokenizer: &str,
-) -> Result<Vec<u8>, TrainError> {
+) -> Result<Vec<u8>, InferError> {
     let tensors = model.torch_state_dict();
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
@@ -55,10 +55,10 @@ pub fn torch_state_dict_bytes(
         .zip(&bytes)
         .map(|(t, b)| TensorView::new(Dtype::F32, t.shape.clone(), b).map(|v| (t.name.as_str(), v)))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TrainError::RunDir(format!("cannot serialize the weights: {e}")))?;
+        .map_err(|e| InferError::RunDir(format!("cannot serialize the weights: {e}")))?;
     let m = &config.model;
     let settings = serde_json::to_string(&config.settings)
-        .map_err(|e| TrainError::RunDir(format!("cannot serialize the settings: {e}")))?;
+        .map_err(|e| InferError::RunDir(format!("cannot serialize the settings: {e}")))?;
     let mut metadata = HashMap::from([
         ("format".to_string(), TORCH_EXPORT_FORMAT.to_string()),
         (
@@ -86,7 +86,7 @@ pub fn torch_state_dict_bytes(
         metadata.insert("ngram_width".to_string(), width.to_string());
     }
     safetensors::serialize(views, Some(metadata))
-        .map_err(|e| TrainError::RunDir(format!("cannot serialize the weights: {e}")))
+        .map_err(|e| InferError::RunDir(format!("cannot serialize the weights: {e}")))
 }
 
 /// `lstm`, `gru` or `rnn`.

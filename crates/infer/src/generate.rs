@@ -5,7 +5,7 @@ use lstm_lm_model::fused::{self, HostLanguageModel, HostState};
 use lstm_lm_model::{LanguageModel, RecurrentState};
 use rand::Rng;
 
-use crate::TrainError;
+use crate::InferError;
 use crate::data;
 
 /// How the next token is picked from the model's distribution.
@@ -34,20 +34,20 @@ impl Default for SamplingConfig {
 
 impl SamplingConfig {
     /// Checks ranges.
-    pub fn validate(&self) -> Result<(), TrainError> {
+    pub fn validate(&self) -> Result<(), InferError> {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(TrainError::Input(format!(
+            return Err(InferError::Input(format!(
                 "--temperature {} must be a positive number",
                 self.temperature
             )));
         }
         if self.top_k == Some(0) {
-            return Err(TrainError::Input("--top-k must be at least 1".into()));
+            return Err(InferError::Input("--top-k must be at least 1".into()));
         }
         if let Some(p) = self.top_p
             && !(p > 0.0 && p <= 1.0)
         {
-            return Err(TrainError::Input(format!("--top-p {p} must be in (0, 1]")));
+            return Err(InferError::Input(format!("--top-p {p} must be in (0, 1]")));
         }
         Ok(())
     }
@@ -474,9 +474,9 @@ impl Generator {
     /// Runs `ids` through the model, carrying the state.
     ///
     /// # Errors
-    /// [`TrainError::Device`] when the device's logits cannot be read back (on the host nothing
+    /// [`InferError::Device`] when the device's logits cannot be read back (on the host nothing
     /// can fail).
-    pub fn feed(&mut self, ids: &[u32]) -> Result<(), TrainError> {
+    pub fn feed(&mut self, ids: &[u32]) -> Result<(), InferError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -505,7 +505,7 @@ impl Generator {
                 // `try_`: a device that fails to hand the logits back is an error to report,
                 // where `into_data` would panic.
                 *logits = Some(out.try_into_vec_as::<f32>().map_err(|e| {
-                    TrainError::Device(format!(
+                    InferError::Device(format!(
                         "cannot read the next-token logits back from the device: {e}"
                     ))
                 })?);
@@ -637,9 +637,9 @@ pub fn score_ids(
     ids: &[u32],
     from: usize,
     device: &Device,
-) -> Result<Vec<f64>, TrainError> {
+) -> Result<Vec<f64>, InferError> {
     if ids.len() < 2 || from >= ids.len() || from == 0 {
-        return Err(TrainError::Input(
+        return Err(InferError::Input(
             "the text is too short to score: it needs at least one token after the context".into(),
         ));
     }
@@ -651,7 +651,7 @@ pub fn score_ids(
     let targets = data::targets_tensor(&ids[1..], device).reshape([n, 1]);
     let picked: Tensor<2> = logp.gather(1, targets);
     let values = picked.try_into_vec_as::<f32>().map_err(|e| {
-        TrainError::Device(format!("cannot read the scores back from the device: {e}"))
+        InferError::Device(format!("cannot read the scores back from the device: {e}"))
     })?;
     Ok(values[from - 1..].iter().map(|&x| x as f64).collect())
 }

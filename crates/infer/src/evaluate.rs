@@ -3,7 +3,7 @@ use burn::tensor::{Device, Tensor};
 use lstm_lm_model::LanguageModel;
 use serde::{Deserialize, Serialize};
 
-use crate::TrainError;
+use crate::InferError;
 use crate::data::{self, Split};
 use crate::loss::projected_cross_entropy;
 use crate::settings::DataSettings;
@@ -33,7 +33,7 @@ pub fn evaluate(
     width: usize,
     pad: Option<u32>,
     device: &Device,
-) -> Result<EvalResult, TrainError> {
+) -> Result<EvalResult, InferError> {
     let batch_size = match split {
         Split::Stream { .. } => data.eval_batch_size,
         Split::Ngram { .. } => data.batch_size,
@@ -63,13 +63,13 @@ pub fn evaluate(
             .into_data()
             .convert::<f32>()
             .try_to_vec::<f32>()
-            .map_err(|e| TrainError::Data(format!("cannot read evaluation figures: {e:?}")))?;
+            .map_err(|e| InferError::Data(format!("cannot read evaluation figures: {e:?}")))?;
         loss_sum += figures[0] as f64 * n as f64;
         correct += figures[1] as f64;
         tokens += n;
     }
     if tokens == 0 {
-        return Err(TrainError::Data(
+        return Err(InferError::Data(
             "the evaluation data is too short to predict a single token".into(),
         ));
     }

@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use burn::tensor::Tensor;
 
-use crate::TrainError;
+use crate::InferError;
 use crate::data;
 use crate::session::LoadedRun;
 use crate::text_batches::{length_batches, padded_ids};
@@ -26,13 +26,13 @@ pub enum Pooling {
 }
 
 impl FromStr for Pooling {
-    type Err = TrainError;
-    fn from_str(s: &str) -> Result<Self, TrainError> {
+    type Err = InferError;
+    fn from_str(s: &str) -> Result<Self, InferError> {
         match s {
             "last" => Ok(Pooling::Last),
             "mean" => Ok(Pooling::Mean),
             "max" => Ok(Pooling::Max),
-            other => Err(TrainError::Input(format!(
+            other => Err(InferError::Input(format!(
                 "--pool {other:?}: use last, mean or max"
             ))),
         }
@@ -51,13 +51,13 @@ pub enum LayerChoice {
 }
 
 impl FromStr for LayerChoice {
-    type Err = TrainError;
-    fn from_str(s: &str) -> Result<Self, TrainError> {
+    type Err = InferError;
+    fn from_str(s: &str) -> Result<Self, InferError> {
         match s {
             "all" => Ok(LayerChoice::All),
             "top" => Ok(LayerChoice::Top),
             n => n.parse().map(LayerChoice::Layer).map_err(|_| {
-                TrainError::Input(format!(
+                InferError::Input(format!(
                     "--layer {n:?}: give a layer number from 0, top or all"
                 ))
             }),
@@ -86,10 +86,10 @@ impl Default for EmbedOptions {
 impl LoadedRun {
     /// Length of the vectors [`embed_many`](Self::embed_many) returns with `opts`, checking
     /// the layer exists.
-    pub fn embedding_width(&self, opts: &EmbedOptions) -> Result<usize, TrainError> {
+    pub fn embedding_width(&self, opts: &EmbedOptions) -> Result<usize, InferError> {
         let layers = self.model.num_layers();
         match opts.layers {
-            LayerChoice::Layer(k) if k >= layers => Err(TrainError::Input(format!(
+            LayerChoice::Layer(k) if k >= layers => Err(InferError::Input(format!(
                 "--layer {k}: this model has {layers} layer(s), numbered from 0"
             ))),
             LayerChoice::All => Ok(layers * self.model.hidden_size()),
@@ -103,21 +103,21 @@ impl LoadedRun {
         &self,
         texts: &[String],
         opts: &EmbedOptions,
-    ) -> Vec<Result<Vec<f32>, TrainError>> {
+    ) -> Vec<Result<Vec<f32>, InferError>> {
         if let Err(e) = self.embedding_width(opts) {
             return texts
                 .iter()
-                .map(|_| Err(TrainError::Input(e.to_string())))
+                .map(|_| Err(InferError::Input(e.to_string())))
                 .collect();
         }
         let hidden = self.model.hidden_size();
         let context = self.start_context();
-        let prepared: Vec<Result<Vec<u32>, TrainError>> = texts
+        let prepared: Vec<Result<Vec<u32>, InferError>> = texts
             .iter()
             .map(|t| {
                 let body = self.text_ids(t)?;
                 if body.is_empty() {
-                    return Err(TrainError::Input(format!(
+                    return Err(InferError::Input(format!(
                         "{t:?} has no token this model's tokenizer knows"
                     )));
                 }
@@ -129,7 +129,7 @@ impl LoadedRun {
             .map(|p| p.as_ref().cloned().unwrap_or_default())
             .collect();
         let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
-        let mut vectors: Vec<Option<Result<Vec<f32>, TrainError>>> =
+        let mut vectors: Vec<Option<Result<Vec<f32>, InferError>>> =
             (0..texts.len()).map(|_| None).collect();
         for batch in length_batches(&lengths, MAX_EMBED_ROWS, MAX_EMBED_CELLS) {
             let (rows, width) = (batch.rows.len(), batch.width);
@@ -151,7 +151,7 @@ impl LoadedRun {
                             )
                         })
                         .collect()),
-                    Err(e) => Err(TrainError::Device(e.to_string())),
+                    Err(e) => Err(InferError::Device(e.to_string())),
                 });
             }
         }
@@ -160,7 +160,7 @@ impl LoadedRun {
             .zip(vectors)
             .map(|(p, v)| {
                 p?;
-                v.unwrap_or_else(|| Err(TrainError::Input("not embedded".into())))
+                v.unwrap_or_else(|| Err(InferError::Input("not embedded".into())))
             })
             .collect()
     }
@@ -172,7 +172,7 @@ impl LoadedRun {
         rows: usize,
         width: usize,
         layers: LayerChoice,
-    ) -> Result<Vec<Vec<f32>>, TrainError> {
+    ) -> Result<Vec<Vec<f32>>, InferError> {
         let input = data::ids_tensor(ids, rows, width, &self.device);
         let (outputs, _) = self.model.layer_outputs(input, None);
         let top = outputs.len() - 1;
@@ -185,7 +185,7 @@ impl LoadedRun {
             .into_iter()
             .map(|t| {
                 t.try_into_vec_as::<f32>().map_err(|e| {
-                    TrainError::Device(format!(
+                    InferError::Device(format!(
                         "cannot read the hidden states back from the device: {e}"
                     ))
                 })

@@ -6,7 +6,7 @@ use lstm_lm_model::{CellKind, LanguageModelConfig};
 use lstm_lm_text_prep::{CleanConfig, Segmentation};
 use serde::{Deserialize, Serialize};
 
-use crate::TrainError;
+use crate::InferError;
 
 /// Every setting of a training run. Serialized into the run folder's `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -104,10 +104,10 @@ impl DataSettings {
     /// The cleaning steps of `clean`.
     ///
     /// # Errors
-    /// [`TrainError::Settings`] naming `data.clean` when a step is unknown.
-    pub fn clean_config(&self) -> Result<CleanConfig, TrainError> {
+    /// [`InferError::Settings`] naming `data.clean` when a step is unknown.
+    pub fn clean_config(&self) -> Result<CleanConfig, InferError> {
         CleanConfig::from_steps(&self.clean)
-            .map_err(|e| TrainError::Settings(format!("data.clean = {:?}: {e}", self.clean)))
+            .map_err(|e| InferError::Settings(format!("data.clean = {:?}: {e}", self.clean)))
     }
 }
 
@@ -341,10 +341,10 @@ pub enum CheckpointEvery {
 
 impl CheckpointEvery {
     /// Parses `500` (steps), `90s`, `10m`, `2h` (training time), `0` or `off` (never).
-    pub fn parse(text: &str) -> Result<Self, TrainError> {
+    pub fn parse(text: &str) -> Result<Self, InferError> {
         let t = text.trim();
         let bad = || {
-            TrainError::Settings(format!(
+            InferError::Settings(format!(
                 "train.checkpoint_every = {t:?} is not a step count (500), a time (90s, 10m, 2h) or off"
             ))
         };
@@ -429,14 +429,14 @@ pub const PRESETS: &[(&str, &str)] = &[
 
 impl TrainSettings {
     /// The settings of a shipped preset.
-    pub fn preset(name: &str) -> Result<Self, TrainError> {
+    pub fn preset(name: &str) -> Result<Self, InferError> {
         let text = PRESETS
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, t)| *t)
             .ok_or_else(|| {
                 let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
-                TrainError::Settings(format!(
+                InferError::Settings(format!(
                     "unknown preset '{name}': use one of {}",
                     names.join(", ")
                 ))
@@ -445,41 +445,41 @@ impl TrainSettings {
     }
 
     /// Parses settings from TOML text; `origin` names it in errors.
-    pub fn from_toml(text: &str, origin: &str) -> Result<Self, TrainError> {
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, InferError> {
         toml::from_str(text)
-            .map_err(|e| TrainError::Settings(format!("{origin}: {}", e.message().trim_end())))
+            .map_err(|e| InferError::Settings(format!("{origin}: {}", e.message().trim_end())))
     }
 
     /// Reads settings from a TOML file.
-    pub fn from_file(path: &Path) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    pub fn from_file(path: &Path) -> Result<Self, InferError> {
+        let text = std::fs::read_to_string(path).map_err(|e| InferError::io(path, e))?;
         Self::from_toml(&text, &format!("\"{}\"", path.display()))
     }
 
     /// The settings as a TOML document with the sections `[data]`, `[model]`, `[optim]`,
     /// `[schedule]` and `[train]`: what `--config` reads, so it repeats these settings.
-    pub fn to_toml(&self) -> Result<String, TrainError> {
+    pub fn to_toml(&self) -> Result<String, InferError> {
         toml::to_string(self)
-            .map_err(|e| TrainError::Settings(format!("cannot write the settings as TOML: {e}")))
+            .map_err(|e| InferError::Settings(format!("cannot write the settings as TOML: {e}")))
     }
 
     /// Merges `other` over `self`: every key present in `other`'s TOML text wins.
-    pub fn merge_toml(&self, text: &str, origin: &str) -> Result<Self, TrainError> {
+    pub fn merge_toml(&self, text: &str, origin: &str) -> Result<Self, InferError> {
         let mut base = toml::Value::try_from(self)
-            .map_err(|e| TrainError::Settings(format!("{origin}: {e}")))?;
+            .map_err(|e| InferError::Settings(format!("{origin}: {e}")))?;
         let over: toml::Value = toml::from_str(text)
-            .map_err(|e| TrainError::Settings(format!("{origin}: {}", e.message().trim_end())))?;
+            .map_err(|e| InferError::Settings(format!("{origin}: {}", e.message().trim_end())))?;
         merge_values(&mut base, over);
         base.try_into().map_err(|e: toml::de::Error| {
-            TrainError::Settings(format!("{origin}: {}", e.message().trim_end()))
+            InferError::Settings(format!("{origin}: {}", e.message().trim_end()))
         })
     }
 
     /// Sets one dotted key, e.g. `optim.lr=0.5` or `model.cell="gru"`; the value is TOML
     /// (bare words are taken as strings).
-    pub fn set(&self, assignment: &str) -> Result<Self, TrainError> {
+    pub fn set(&self, assignment: &str) -> Result<Self, InferError> {
         let (key, value) = assignment.split_once('=').ok_or_else(|| {
-            TrainError::Settings(format!(
+            InferError::Settings(format!(
                 "--set '{assignment}' is not KEY=VALUE (for example --set optim.lr=0.5)"
             ))
         })?;
@@ -487,7 +487,7 @@ impl TrainSettings {
         let value = value.trim();
         let parts: Vec<&str> = key.split('.').collect();
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(TrainError::Settings(format!("--set: bad key '{key}'")));
+            return Err(InferError::Settings(format!("--set: bad key '{key}'")));
         }
         let literal = if toml::from_str::<toml::Table>(&format!("v = {value}")).is_ok() {
             value.to_string()
@@ -503,8 +503,8 @@ impl TrainSettings {
     }
 
     /// Checks values and combinations that cannot train.
-    pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |m: String| Err(TrainError::Settings(m));
+    pub fn validate(&self) -> Result<(), InferError> {
+        let bad = |m: String| Err(InferError::Settings(m));
         let d = &self.data;
         if d.batch_size == 0 || d.eval_batch_size == 0 {
             return bad("data.batch_size and data.eval_batch_size must be at least 1".into());
@@ -580,13 +580,13 @@ impl TrainSettings {
         self.model
             .model_config(2)
             .validate()
-            .map_err(|e| TrainError::Settings(e.to_string()))?;
+            .map_err(|e| InferError::Settings(e.to_string()))?;
         Ok(())
     }
 
     /// Sizes past [`LanguageModelConfig`]'s limits, named by their setting and flag, before
     /// anything is built (the vocabulary of a word tokenizer is checked again once it is fitted).
-    fn check_limits(&self) -> Result<(), TrainError> {
+    fn check_limits(&self) -> Result<(), InferError> {
         let m = &self.model;
         let d = &self.data;
         let mut sizes = vec![
@@ -615,7 +615,7 @@ impl TrainSettings {
         }
         for (name, value, limit) in sizes {
             if value > limit {
-                return Err(TrainError::Settings(format!(
+                return Err(InferError::Settings(format!(
                     "{name} = {value} is above the limit of {limit}"
                 )));
             }
@@ -628,7 +628,7 @@ impl TrainSettings {
         };
         let parameters = m.model_config(vocab).num_parameters();
         if parameters > u128::from(LanguageModelConfig::MAX_PARAMETERS) {
-            return Err(TrainError::Settings(format!(
+            return Err(InferError::Settings(format!(
                 "the model would have {parameters} parameters, above the limit of {}: lower model.hidden_size (--hidden-size), model.embedding_size (--embedding-size), model.num_layers (--layers) or the vocabulary size",
                 LanguageModelConfig::MAX_PARAMETERS
             )));

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use lstm_lm_model::LanguageModel;
 use lstm_lm_text_prep::{TextTokenizer, TokenizerKind};
 
-use crate::TrainError;
+use crate::InferError;
 use crate::data;
 use crate::decoding::{Conversation, GenerateOptions, GeneratedToken, Generation};
 use crate::evaluate::{EvalResult, evaluate};
@@ -41,7 +41,7 @@ pub struct LoadedRun {
 
 impl LoadedRun {
     /// Loads `dir` onto `device` (no autodiff), checking that the pieces belong together.
-    pub fn load(dir: &Path, device: Device) -> Result<Self, TrainError> {
+    pub fn load(dir: &Path, device: Device) -> Result<Self, InferError> {
         let run = RunDir::new(dir);
         let config = run.load_config()?;
         let tokenizer = run.load_tokenizer(&config)?;
@@ -70,7 +70,7 @@ impl LoadedRun {
     }
 
     /// The ids of a prompt (or text to score) without the trailing `<eos>` a line gets.
-    pub(crate) fn text_ids(&self, text: &str) -> Result<Vec<u32>, TrainError> {
+    pub(crate) fn text_ids(&self, text: &str) -> Result<Vec<u32>, InferError> {
         let mut ids = self.tokenizer.encode_line(text)?;
         if let Some(eos) = self.tokenizer.eos_id()
             && ids.last() == Some(&eos)
@@ -81,14 +81,14 @@ impl LoadedRun {
     }
 
     /// Ids of `prompt`, rejecting a prompt of which the tokenizer knows nothing.
-    pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>, TrainError> {
+    pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>, InferError> {
         let ids = self.text_ids(prompt)?;
         if prompt.trim().is_empty() {
             return Ok(ids);
         }
         let unk = self.tokenizer.unk_id();
         if ids.is_empty() || ids.iter().all(|&i| Some(i) == unk) {
-            return Err(TrainError::Input(format!(
+            return Err(InferError::Input(format!(
                 "the prompt {prompt:?} has no token this model's tokenizer knows: use words from the training text"
             )));
         }
@@ -104,8 +104,8 @@ impl LoadedRun {
         max_tokens: usize,
         sampling: &SamplingConfig,
         seed: u64,
-        mut emit: impl FnMut(&str) -> Result<(), TrainError>,
-    ) -> Result<Vec<u32>, TrainError> {
+        mut emit: impl FnMut(&str) -> Result<(), InferError>,
+    ) -> Result<Vec<u32>, InferError> {
         let opts = GenerateOptions {
             max_tokens,
             sampling: sampling.clone(),
@@ -129,14 +129,14 @@ impl LoadedRun {
         &self,
         prompt: &str,
         opts: &GenerateOptions,
-        emit: impl FnMut(&GeneratedToken) -> Result<(), TrainError>,
-    ) -> Result<Generation, TrainError> {
+        emit: impl FnMut(&GeneratedToken) -> Result<(), InferError>,
+    ) -> Result<Generation, InferError> {
         Conversation::new(self)?.turn(prompt, opts, &|| false, emit)
     }
 
     /// Loss, perplexity and accuracy on a text file, prepared the way the run's training data
     /// was.
-    pub fn evaluate_file(&self, path: &Path) -> Result<EvalResult, TrainError> {
+    pub fn evaluate_file(&self, path: &Path) -> Result<EvalResult, InferError> {
         let text = data::read_file(path)?;
         let d = &self.config.settings.data;
         let split = data::prepare_split(d, &self.tokenizer, &text, self.config.ngram_width)?;

@@ -2,7 +2,7 @@
 //! search keeps, under the same repetition rules and stop conditions as sampling.
 use lstm_lm_text_prep::TextTokenizer;
 
-use crate::TrainError;
+use crate::InferError;
 use crate::decoding::{GenerateOptions, StopReason};
 use crate::generate::{Generator, GeneratorState};
 use crate::logit_rules::{apply_repetition_penalty, no_repeat_ngram_bans};
@@ -63,7 +63,7 @@ pub(crate) fn beam_search(
     prompt_ids: &[u32],
     opts: &GenerateOptions,
     interrupted: &dyn Fn() -> bool,
-) -> Result<BeamHypothesis, TrainError> {
+) -> Result<BeamHypothesis, InferError> {
     let width = opts.beams;
     let eos = if opts.stop_at_eos {
         tokenizer.eos_id()
@@ -160,7 +160,7 @@ pub(crate) fn beam_search(
         .into_iter()
         .chain(active)
         .max_by(|a, b| a.normalised().total_cmp(&b.normalised()))
-        .ok_or_else(|| TrainError::Input("beam search found no continuation".into()))
+        .ok_or_else(|| InferError::Input("beam search found no continuation".into()))
 }
 
 /// Whether the text of `ids` after the prompt contains one of `stops`.

@@ -3,7 +3,7 @@
 use lstm_lm_model::burn::tensor::Device;
 use lstm_lm_model::{BackendKind, device_for};
 
-use crate::TrainError;
+use crate::InferError;
 
 /// Sets up rayon's global thread pool with `threads` threads when given (CPU backends use it;
 /// default: one per core) and returns the device of `backend` (`index` picks the GPU adapter
@@ -12,7 +12,7 @@ pub fn setup_device(
     backend: BackendKind,
     index: usize,
     threads: Option<usize>,
-) -> Result<Device, TrainError> {
+) -> Result<Device, InferError> {
     setup_threads(threads)?;
     Ok(device_for(backend, index)?)
 }
@@ -22,12 +22,12 @@ pub fn setup_device(
 ///
 /// The pool's threads get the stack of a main thread (8 MiB), since [`on_pool`] runs whole
 /// commands on them.
-pub fn setup_threads(threads: Option<usize>) -> Result<(), TrainError> {
+pub fn setup_threads(threads: Option<usize>) -> Result<(), InferError> {
     let builder = rayon::ThreadPoolBuilder::new().stack_size(POOL_STACK_BYTES);
     match threads {
-        Some(0) => Err(TrainError::Settings("--threads must be at least 1".into())),
+        Some(0) => Err(InferError::Settings("--threads must be at least 1".into())),
         Some(n) => builder.num_threads(n).build_global().map_err(|e| {
-            TrainError::Settings(format!("cannot set up the thread pool for --threads: {e}"))
+            InferError::Settings(format!("cannot set up the thread pool for --threads: {e}"))
         }),
         // Without --threads an earlier setup (or use) of the pool is fine as it is.
         None => {

@@ -4,7 +4,7 @@ use lstm_lm_model::{VectorTable, WordVectors};
 use lstm_lm_text_prep::TextTokenizer;
 use serde::Serialize;
 
-use crate::{LoadedRun, TrainError};
+use crate::{InferError, LoadedRun};
 
 /// A word found by a search.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,7 +31,7 @@ pub struct WordSearch<'a> {
 
 impl<'a> WordSearch<'a> {
     /// Reads and normalises `table` of `run`'s model.
-    pub fn new(run: &'a LoadedRun, table: VectorTable) -> Result<Self, TrainError> {
+    pub fn new(run: &'a LoadedRun, table: VectorTable) -> Result<Self, InferError> {
         let vectors = WordVectors::new(run.model.word_table(table)?);
         Ok(WordSearch {
             tokenizer: &run.tokenizer,
@@ -54,12 +54,12 @@ impl<'a> WordSearch<'a> {
     /// The id of `word`: the token itself, or else the single token the tokenizer makes of it
     /// (Keras lowercases, BPE may mark a word start). A word the vocabulary lacks, or one the
     /// tokenizer cuts into several pieces, is an error that says so.
-    pub fn word_id(&self, word: &str) -> Result<u32, TrainError> {
+    pub fn word_id(&self, word: &str) -> Result<u32, InferError> {
         word_id(self.tokenizer, word)
     }
 
     /// The `k` words nearest to `word`, best first, `word` itself left out.
-    pub fn neighbors(&self, word: &str, k: usize) -> Result<Vec<WordNeighbor>, TrainError> {
+    pub fn neighbors(&self, word: &str, k: usize) -> Result<Vec<WordNeighbor>, InferError> {
         let id = self.word_id(word)?;
         Ok(self.named(self.vectors.neighbors(id, k, &self.never)))
     }
@@ -72,7 +72,7 @@ impl<'a> WordSearch<'a> {
         b: &str,
         c: &str,
         k: usize,
-    ) -> Result<Vec<WordNeighbor>, TrainError> {
+    ) -> Result<Vec<WordNeighbor>, InferError> {
         let (a, b, c) = (self.word_id(a)?, self.word_id(b)?, self.word_id(c)?);
         Ok(self.named(self.vectors.analogy(a, b, c, k, &self.never)))
     }
@@ -90,7 +90,7 @@ impl<'a> WordSearch<'a> {
 }
 
 /// See [`WordSearch::word_id`].
-pub fn word_id(tokenizer: &TextTokenizer, word: &str) -> Result<u32, TrainError> {
+pub fn word_id(tokenizer: &TextTokenizer, word: &str) -> Result<u32, InferError> {
     let pad = tokenizer.pad_id();
     if let Some(id) = tokenizer.token_to_id(word)
         && Some(id) != pad
@@ -105,7 +105,7 @@ pub fn word_id(tokenizer: &TextTokenizer, word: &str) -> Result<u32, TrainError>
     }
     let kind = tokenizer.kind();
     let unknown = || {
-        TrainError::Input(format!(
+        InferError::Input(format!(
             "{word:?} is not in the vocabulary of this run's {kind} tokenizer ({} ids): ask for a word of the training text",
             tokenizer.vocab_size()
         ))
@@ -119,7 +119,7 @@ pub fn word_id(tokenizer: &TextTokenizer, word: &str) -> Result<u32, TrainError>
                 .iter()
                 .map(|&id| format!("{:?}", tokenizer.id_to_token(id).unwrap_or_default()))
                 .collect();
-            Err(TrainError::Input(format!(
+            Err(InferError::Input(format!(
                 "{word:?} is not in the vocabulary as one token: this run's {kind} tokenizer splits it into {} pieces {}; ask for one of them",
                 pieces.len(),
                 shown.join(" ")

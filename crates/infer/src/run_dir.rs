@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::atomic::write_atomic;
-use crate::{TrainError, TrainSettings};
+use crate::{InferError, TrainSettings};
 
 /// The format tag written into every `config.json`.
 pub const RUN_FORMAT: &str = "lstm-lm-run";
@@ -71,8 +71,8 @@ pub struct DataFileDigest {
 
 impl DataFileDigest {
     /// Reads `path` and hashes it.
-    pub fn of_file(path: &Path) -> Result<Self, TrainError> {
-        let mut file = std::fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
+    pub fn of_file(path: &Path) -> Result<Self, InferError> {
+        let mut file = std::fs::File::open(path).map_err(|e| InferError::io(path, e))?;
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 1 << 20];
         let mut bytes = 0u64;
@@ -81,7 +81,7 @@ impl DataFileDigest {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(TrainError::io(path, e)),
+                Err(e) => return Err(InferError::io(path, e)),
             };
             hasher.update(&buffer[..n]);
             bytes += n as u64;
@@ -124,7 +124,7 @@ impl DataFiles {
     }
 
     /// The size and SHA-256 of every file, in the order of [`all`](Self::all).
-    pub fn digests(&self) -> Result<Vec<DataFileDigest>, TrainError> {
+    pub fn digests(&self) -> Result<Vec<DataFileDigest>, InferError> {
         self.all()
             .into_iter()
             .map(DataFileDigest::of_file)
@@ -154,18 +154,18 @@ pub fn changed_data_files(recorded: &[DataFileDigest], now: &[DataFileDigest]) -
 /// Checks a file's format tag and version: `format` must be `expected` and `version` at most
 /// `current`. A file without a tag (empty `format`, version 0) was written before tags existed
 /// and is accepted as version 0.
-pub(crate) fn check_format(
+pub fn check_format(
     path: &Path,
     format: &str,
     version: u32,
     expected: &str,
     current: u32,
-) -> Result<(), TrainError> {
+) -> Result<(), InferError> {
     let untagged = format.is_empty() && version == 0;
     if untagged || (format == expected && version <= current) {
         return Ok(());
     }
-    Err(TrainError::RunDir(format!(
+    Err(InferError::RunDir(format!(
         "\"{}\" is format '{format}' version {version}, this lstm-lm reads '{expected}' up to version {current}: {}",
         path.display(),
         if format == expected {
@@ -219,41 +219,41 @@ impl RunDir {
     }
 
     /// Creates the folder (and parents).
-    pub fn create(&self) -> Result<(), TrainError> {
-        std::fs::create_dir_all(&self.root).map_err(|e| TrainError::io(&self.root, e))
+    pub fn create(&self) -> Result<(), InferError> {
+        std::fs::create_dir_all(&self.root).map_err(|e| InferError::io(&self.root, e))
     }
 
     /// Writes `config.json` atomically.
-    pub fn save_config(&self, config: &RunConfig) -> Result<(), TrainError> {
+    pub fn save_config(&self, config: &RunConfig) -> Result<(), InferError> {
         let text = serde_json::to_string_pretty(config)
-            .map_err(|e| TrainError::RunDir(format!("cannot serialize config.json: {e}")))?;
+            .map_err(|e| InferError::RunDir(format!("cannot serialize config.json: {e}")))?;
         write_atomic(&self.config_path(), text.as_bytes())
     }
 
     /// Reads and checks `config.json`.
-    pub fn load_config(&self) -> Result<RunConfig, TrainError> {
+    pub fn load_config(&self) -> Result<RunConfig, InferError> {
         if !self.root.is_dir() {
-            return Err(TrainError::RunDir(format!(
+            return Err(InferError::RunDir(format!(
                 "run folder \"{}\" does not exist: pass the --out folder of a finished `lstm-lm train`",
                 self.root.display()
             )));
         }
         let path = self.config_path();
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            TrainError::RunDir(format!(
+            InferError::RunDir(format!(
                 "\"{}\" cannot be read ({e}): the folder is not a complete lstm-lm run",
                 path.display()
             ))
         })?;
         let config: RunConfig = serde_json::from_str(&text).map_err(|e| {
-            TrainError::RunDir(format!(
+            InferError::RunDir(format!(
                 "\"{}\" is corrupt ({e}): restore it or train again",
                 path.display()
             ))
         })?;
         if config.format.is_empty() {
             // config.json has always been tagged: an empty tag is damage, not an old file.
-            return Err(TrainError::RunDir(format!(
+            return Err(InferError::RunDir(format!(
                 "\"{}\" has no format tag: restore it or train again",
                 path.display()
             )));
@@ -267,11 +267,11 @@ impl RunDir {
         )?;
         // Sizes and values are checked before anything is built from them (an edited file
         // could ask for a model that does not fit in memory).
-        let checked = config.model.validate().map_err(TrainError::from);
+        let checked = config.model.validate().map_err(InferError::from);
         checked
             .and_then(|()| config.settings.validate())
             .map_err(|e| {
-                TrainError::RunDir(format!(
+                InferError::RunDir(format!(
                     "\"{}\" cannot be used: {e}; restore it or train again",
                     path.display()
                 ))
@@ -280,16 +280,16 @@ impl RunDir {
     }
 
     /// Writes the tokenizer atomically.
-    pub fn save_tokenizer(&self, tokenizer: &TextTokenizer) -> Result<(), TrainError> {
+    pub fn save_tokenizer(&self, tokenizer: &TextTokenizer) -> Result<(), InferError> {
         Ok(tokenizer.save(self.tokenizer_path())?)
     }
 
     /// Loads the tokenizer and checks it against the model's vocabulary size.
-    pub fn load_tokenizer(&self, config: &RunConfig) -> Result<TextTokenizer, TrainError> {
+    pub fn load_tokenizer(&self, config: &RunConfig) -> Result<TextTokenizer, InferError> {
         let path = self.tokenizer_path();
         let tokenizer = TextTokenizer::load(&path)?;
         if tokenizer.vocab_size() != config.model.vocab_size {
-            return Err(TrainError::RunDir(format!(
+            return Err(InferError::RunDir(format!(
                 "\"{}\" has {} ids but the model in \"{}\" was built for {}: the tokenizer does not belong to this run",
                 path.display(),
                 tokenizer.vocab_size(),
@@ -305,18 +305,18 @@ impl RunDir {
         &self,
         config: &RunConfig,
         device: &Device,
-    ) -> Result<LanguageModel, TrainError> {
+    ) -> Result<LanguageModel, InferError> {
         load_weights(&self.model_path(), &config.model, device)
     }
 }
 
 /// Serializes a model's weights to burnpack bytes.
-pub fn model_bytes(model: &LanguageModel) -> Result<Vec<u8>, TrainError> {
+pub fn model_bytes(model: &LanguageModel) -> Result<Vec<u8>, InferError> {
     let bytes = model
         .clone()
         .into_record()
         .into_bytes()
-        .map_err(|e| TrainError::RunDir(format!("cannot serialize the model: {e}")))?;
+        .map_err(|e| InferError::RunDir(format!("cannot serialize the model: {e}")))?;
     Ok(bytes.to_vec())
 }
 
@@ -325,22 +325,22 @@ pub fn load_weights(
     path: &Path,
     config: &LanguageModelConfig,
     device: &Device,
-) -> Result<LanguageModel, TrainError> {
+) -> Result<LanguageModel, InferError> {
     let data = std::fs::read(path).map_err(|e| {
-        TrainError::RunDir(format!(
+        InferError::RunDir(format!(
             "\"{}\" cannot be read ({e}): the run has no saved model yet",
             path.display()
         ))
     })?;
     let model = config.init(device)?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(data)).map_err(|e| {
-        TrainError::RunDir(format!(
+        InferError::RunDir(format!(
             "\"{}\" is not a valid burnpack file ({e}): restore it or train again",
             path.display()
         ))
     })?;
     model.try_load_record(record).map_err(|e| {
-        TrainError::RunDir(format!(
+        InferError::RunDir(format!(
             "\"{}\" does not fit the model in config.json ({e})",
             path.display()
         ))

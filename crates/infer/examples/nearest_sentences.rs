@@ -2,10 +2,10 @@
 //! similarity: what `lstm-lm similar` does, in a program of its own.
 //!
 //! ```text
-//! cargo run --release -p lstm-lm-train --example nearest_sentences -- RUN_DIR "a query" FILE
+//! cargo run --release -p lstm-lm-infer --example nearest_sentences -- RUN_DIR "a query" FILE
 //! ```
+use lstm_lm_infer::{EmbedOptions, LoadedRun, Pooling};
 use lstm_lm_model::burn::tensor::Device;
-use lstm_lm_train::{EmbedOptions, LoadedRun, Pooling};
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();

@@ -3,13 +3,13 @@
 //! show it, stop early, or cut the text at a stop string.
 //!
 //! ```text
-//! cargo run --release -p lstm-lm-train --example streaming_generation -- RUN_DIR
+//! cargo run --release -p lstm-lm-infer --example streaming_generation -- RUN_DIR
 //! ```
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use lstm_lm_infer::{Conversation, GenerateOptions, LoadedRun, SamplingConfig};
 use lstm_lm_model::burn::tensor::Device;
-use lstm_lm_train::{Conversation, GenerateOptions, LoadedRun, SamplingConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let Some(run_dir) = std::env::args().nth(1) else {
@@ -37,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokens.fetch_add(1, Ordering::Relaxed);
             print!("{}", token.text);
             std::io::stdout().flush().map_err(|e| {
-                lstm_lm_train::TrainError::Input(format!("cannot write to standard output: {e}"))
+                lstm_lm_infer::InferError::Input(format!("cannot write to standard output: {e}"))
             })
         })?;
         println!("  [{}]", generation.stop_reason.name());

@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::TrainError;
+use crate::InferError;
 use crate::beam::{BeamHypothesis, beam_search};
 use crate::generate::{Generator, SamplingConfig};
 use crate::logit_rules::{apply_repetition_penalty, log_prob_of, no_repeat_ngram_bans};
@@ -68,34 +68,34 @@ impl Default for GenerateOptions {
 
 impl GenerateOptions {
     /// Checks ranges, naming the flag of each.
-    pub fn validate(&self) -> Result<(), TrainError> {
+    pub fn validate(&self) -> Result<(), InferError> {
         self.sampling.validate()?;
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return Err(TrainError::Input(format!(
+            return Err(InferError::Input(format!(
                 "--repetition-penalty {} must be a positive number (1 turns it off)",
                 self.repetition_penalty
             )));
         }
         if self.beams == 0 || self.beams > MAX_BEAMS {
-            return Err(TrainError::Input(format!(
+            return Err(InferError::Input(format!(
                 "--beams {} must be between 1 and {MAX_BEAMS}",
                 self.beams
             )));
         }
         if self.no_repeat_ngram > MAX_NO_REPEAT_NGRAM {
-            return Err(TrainError::Input(format!(
+            return Err(InferError::Input(format!(
                 "--no-repeat-ngram {} is above the limit of {MAX_NO_REPEAT_NGRAM}",
                 self.no_repeat_ngram
             )));
         }
         if self.stop.len() > MAX_STOP_STRINGS {
-            return Err(TrainError::Input(format!(
+            return Err(InferError::Input(format!(
                 "{} --stop strings are more than the limit of {MAX_STOP_STRINGS}",
                 self.stop.len()
             )));
         }
         if self.stop.iter().any(String::is_empty) {
-            return Err(TrainError::Input(
+            return Err(InferError::Input(
                 "--stop takes a non-empty string (e.g. --stop '\\n\\n')".into(),
             ));
         }
@@ -174,7 +174,7 @@ pub struct Conversation<'a> {
 
 impl<'a> Conversation<'a> {
     /// A conversation with `run`'s model, from its start context.
-    pub fn new(run: &'a LoadedRun) -> Result<Self, TrainError> {
+    pub fn new(run: &'a LoadedRun) -> Result<Self, InferError> {
         let mut c = Conversation {
             run,
             generator: Generator::new(run.model.clone(), run.device.clone()),
@@ -185,7 +185,7 @@ impl<'a> Conversation<'a> {
     }
 
     /// Forgets everything fed so far.
-    pub fn reset(&mut self) -> Result<(), TrainError> {
+    pub fn reset(&mut self) -> Result<(), InferError> {
         self.generator.reset();
         self.history = self.run.start_context();
         self.generator.feed(&self.history)
@@ -200,19 +200,19 @@ impl<'a> Conversation<'a> {
         prompt: &str,
         opts: &GenerateOptions,
         interrupted: &dyn Fn() -> bool,
-        mut emit: impl FnMut(&GeneratedToken) -> Result<(), TrainError>,
-    ) -> Result<Generation, TrainError> {
+        mut emit: impl FnMut(&GeneratedToken) -> Result<(), InferError>,
+    ) -> Result<Generation, InferError> {
         opts.validate()?;
         let prompt_ids = self.run.prompt_ids(prompt)?;
         if self.history.is_empty() && prompt_ids.is_empty() {
-            return Err(TrainError::Input(
+            return Err(InferError::Input(
                 "this model continues a prompt (its recipe has no start-of-text token): pass --prompt with at least one known word"
                     .into(),
             ));
         }
         let eos = self.run.tokenizer.eos_id();
         if opts.stop_at_eos && eos.is_none() {
-            return Err(TrainError::Input(format!(
+            return Err(InferError::Input(format!(
                 "--stop-at-eos: this model's {} tokenizer has no end-of-text token; stop at a string instead (e.g. --stop '\\n')",
                 self.run.tokenizer.kind().name()
             )));
@@ -289,7 +289,7 @@ impl<'a> Conversation<'a> {
         opts: &GenerateOptions,
         banned: &[u32],
         rng: &mut ChaCha8Rng,
-    ) -> Result<Option<(u32, Option<f64>)>, TrainError> {
+    ) -> Result<Option<(u32, Option<f64>)>, InferError> {
         if !opts.needs_exact_logits() {
             return Ok(self
                 .generator
@@ -313,8 +313,8 @@ impl<'a> Conversation<'a> {
         prompt_ids: &[u32],
         opts: &GenerateOptions,
         interrupted: &dyn Fn() -> bool,
-        mut emit: impl FnMut(&GeneratedToken) -> Result<(), TrainError>,
-    ) -> Result<Generation, TrainError> {
+        mut emit: impl FnMut(&GeneratedToken) -> Result<(), InferError>,
+    ) -> Result<Generation, InferError> {
         let best: BeamHypothesis = beam_search(
             &mut self.generator,
             &self.run.tokenizer,
@@ -367,8 +367,8 @@ fn finish_text(
     stops: &mut StopText,
     mut decoder: StreamDecoder<'_>,
     text: &mut String,
-    emit: &mut impl FnMut(&GeneratedToken) -> Result<(), TrainError>,
-) -> Result<bool, TrainError> {
+    emit: &mut impl FnMut(&GeneratedToken) -> Result<(), InferError>,
+) -> Result<bool, InferError> {
     let (shown, stopped) = stops.push(&decoder.finish());
     let rest = if stopped {
         shown
@@ -395,7 +395,7 @@ impl LoadedRun {
         &self,
         prompts: &[String],
         opts: &GenerateOptions,
-    ) -> Vec<Result<Generation, TrainError>> {
+    ) -> Vec<Result<Generation, InferError>> {
         use rayon::prelude::*;
         prompts
             .par_iter()
@@ -406,7 +406,7 @@ impl LoadedRun {
                         c.reset()?;
                         c.turn(prompt, opts, &|| false, |_| Ok(()))
                     }
-                    Err(e) => Err(TrainError::Input(e.to_string())),
+                    Err(e) => Err(InferError::Input(e.to_string())),
                 },
             )
             .collect()

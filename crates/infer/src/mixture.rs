@@ -14,7 +14,7 @@ use burn::tensor::activation::log_softmax;
 use lstm_lm_ngram::Symbols;
 use serde::{Deserialize, Serialize};
 
-use crate::TrainError;
+use crate::InferError;
 use crate::data::{self, Split};
 use crate::ngram_lm::LoadedNgramRun;
 use crate::session::LoadedRun;
@@ -42,7 +42,7 @@ pub struct MixtureResult {
 }
 
 /// Checks that two runs share one tokenizer: same kind and the same token for every id.
-pub fn check_same_tokenizer(lstm: &LoadedRun, ngram: &LoadedNgramRun) -> Result<(), TrainError> {
+pub fn check_same_tokenizer(lstm: &LoadedRun, ngram: &LoadedNgramRun) -> Result<(), InferError> {
     let (a, b) = (&lstm.tokenizer, &ngram.run.tokenizer);
     let differs = if a.kind() != b.kind() {
         Some(format!(
@@ -68,7 +68,7 @@ pub fn check_same_tokenizer(lstm: &LoadedRun, ngram: &LoadedNgramRun) -> Result<
             })
     };
     match differs {
-        Some(why) => Err(TrainError::Input(format!(
+        Some(why) => Err(InferError::Input(format!(
             "--mix needs both runs to share one tokenizer, but {why}: train the n-gram model on the LSTM's training files with the same --tokenizer"
         ))),
         None => Ok(()),
@@ -82,16 +82,16 @@ pub fn evaluate_mixture(
     ngram: &LoadedNgramRun,
     lambdas: &[f64],
     path: &Path,
-) -> Result<Vec<MixtureResult>, TrainError> {
+) -> Result<Vec<MixtureResult>, InferError> {
     if let Some(bad) = lambdas.iter().find(|l| !(0.0..=1.0).contains(*l)) {
-        return Err(TrainError::Input(format!(
+        return Err(InferError::Input(format!(
             "--mix weight {bad} is out of range: give RUN:λ with λ from 0 to 1"
         )));
     }
     check_same_tokenizer(lstm, ngram)?;
     let d = &lstm.config.settings.data;
     if d.recipe != Recipe::Stream || !Symbols::aligns_with_stream(lstm.tokenizer.kind()) {
-        return Err(TrainError::Input(
+        return Err(InferError::Input(
             "--mix needs a word-tokenizer LSTM run trained with the stream recipe (its tokens are the n-gram's line by line)".into(),
         ));
     }
@@ -102,7 +102,7 @@ pub fn evaluate_mixture(
         unreachable!("a stream recipe prepares a stream split");
     };
     if ids.len() != ngram_logs.len() {
-        return Err(TrainError::Data(format!(
+        return Err(InferError::Data(format!(
             "the n-gram model read {} tokens from \"{}\" and the LSTM {}: the runs do not tokenize alike",
             ngram_logs.len(),
             path.display(),
@@ -124,7 +124,7 @@ pub fn evaluate_mixture(
         let targets = data::targets_tensor(&batch.targets, &lstm.device).reshape([b * t, 1]);
         let picked: Tensor<2> = log_softmax(logits, 1).gather(1, targets);
         let lstm_logs = picked.try_into_vec_as::<f32>().map_err(|e| {
-            TrainError::Device(format!("cannot read the scores back from the device: {e}"))
+            InferError::Device(format!("cannot read the scores back from the device: {e}"))
         })?;
         for column in 0..b {
             for step in 0..t {
@@ -141,7 +141,7 @@ pub fn evaluate_mixture(
         start += t;
     }
     if tokens == 0 {
-        return Err(TrainError::Data(
+        return Err(InferError::Data(
             "the evaluation data is too short to predict a single token".into(),
         ));
     }

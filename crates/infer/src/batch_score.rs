@@ -6,7 +6,7 @@ use burn::tensor::activation::log_softmax;
 
 use lstm_lm_model::fused;
 
-use crate::TrainError;
+use crate::InferError;
 use crate::data;
 use crate::session::{LoadedRun, TextScore};
 use crate::settings::Recipe;
@@ -20,7 +20,7 @@ const MAX_SCORE_ROWS: usize = 64;
 impl LoadedRun {
     /// The ids a text is scored on (start context, then the text) and the first position
     /// scored.
-    fn score_input(&self, text: &str) -> Result<(Vec<u32>, usize), TrainError> {
+    fn score_input(&self, text: &str) -> Result<(Vec<u32>, usize), InferError> {
         let body = if self.config.settings.data.recipe == Recipe::Stream {
             self.tokenizer.encode_line(text)?
         } else {
@@ -33,7 +33,7 @@ impl LoadedRun {
             ids
         };
         if body.is_empty() {
-            return Err(TrainError::Input(format!(
+            return Err(InferError::Input(format!(
                 "{text:?} has no token this model's tokenizer knows"
             )));
         }
@@ -43,7 +43,7 @@ impl LoadedRun {
         let mut ids = context;
         ids.extend_from_slice(&body);
         if ids.len() < 2 {
-            return Err(TrainError::Input(format!(
+            return Err(InferError::Input(format!(
                 "{text:?} is too short to score: it needs at least one token after the first"
             )));
         }
@@ -51,10 +51,10 @@ impl LoadedRun {
     }
 
     /// Scores `text`: the log-probability of every token given the ones before it.
-    pub fn score(&self, text: &str) -> Result<TextScore, TrainError> {
+    pub fn score(&self, text: &str) -> Result<TextScore, InferError> {
         self.score_many(&[text.to_string()])
             .pop()
-            .unwrap_or_else(|| Err(TrainError::Input("nothing to score".into())))
+            .unwrap_or_else(|| Err(InferError::Input("nothing to score".into())))
     }
 
     /// The log-probability of each `wanted` id after each position of the padded batch `ids`
@@ -66,7 +66,7 @@ impl LoadedRun {
         wanted: &[u32],
         rows: usize,
         width: usize,
-    ) -> Result<Vec<f32>, TrainError> {
+    ) -> Result<Vec<f32>, InferError> {
         let input = data::ids_tensor(ids, rows, width, &self.device);
         let (logits, _) = self.model.forward(input, None);
         let vocab = self.model.vocab_size();
@@ -90,15 +90,15 @@ impl LoadedRun {
         let index = data::targets_tensor(wanted, &self.device).reshape([rows, width, 1]);
         let picked: Tensor<3> = logp.gather(2, index);
         picked.try_into_vec_as::<f32>().map_err(|e| {
-            TrainError::Device(format!("cannot read the scores back from the device: {e}"))
+            InferError::Device(format!("cannot read the scores back from the device: {e}"))
         })
     }
 
     /// Scores every text (each from a zero state), batching texts of about the same length;
     /// one result per text, in input order. A text that cannot be scored (no known token) has
     /// its error and does not stop the others.
-    pub fn score_many(&self, texts: &[String]) -> Vec<Result<TextScore, TrainError>> {
-        let prepared: Vec<Result<(Vec<u32>, usize), TrainError>> =
+    pub fn score_many(&self, texts: &[String]) -> Vec<Result<TextScore, InferError>> {
+        let prepared: Vec<Result<(Vec<u32>, usize), InferError>> =
             texts.iter().map(|t| self.score_input(t)).collect();
         let inputs: Vec<Vec<u32>> = prepared
             .iter()
@@ -116,7 +116,7 @@ impl LoadedRun {
             .collect();
         let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
         let vocab = self.model.vocab_size().max(1);
-        let mut scored: Vec<Option<Result<Vec<f64>, TrainError>>> =
+        let mut scored: Vec<Option<Result<Vec<f64>, InferError>>> =
             (0..texts.len()).map(|_| None).collect();
         for batch in length_batches(&lengths, MAX_SCORE_ROWS, (MAX_SCORE_LOGITS / vocab).max(1)) {
             let rows = batch.rows.len();
@@ -130,7 +130,7 @@ impl LoadedRun {
                         .iter()
                         .map(|&x| f64::from(x))
                         .collect()),
-                    Err(e) => Err(TrainError::Device(e.to_string())),
+                    Err(e) => Err(InferError::Device(e.to_string())),
                 });
             }
         }
@@ -139,7 +139,7 @@ impl LoadedRun {
             .zip(scored)
             .map(|(p, s)| {
                 let (ids, from) = p?;
-                let all = s.unwrap_or_else(|| Err(TrainError::Input("not scored".into())))?;
+                let all = s.unwrap_or_else(|| Err(InferError::Input("not scored".into())))?;
                 let logps = &all[from - 1..];
                 let scored_ids = ids[from..].to_vec();
                 let tokens = scored_ids

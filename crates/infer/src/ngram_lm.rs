@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::TrainError;
+use crate::InferError;
 use crate::data;
 use crate::generate::SamplingConfig;
 use crate::session::TextScore;
@@ -35,18 +35,18 @@ pub struct LoadedNgramRun {
 
 impl LoadedNgramRun {
     /// Loads an n-gram run folder.
-    pub fn load(dir: &Path) -> Result<Self, TrainError> {
+    pub fn load(dir: &Path) -> Result<Self, InferError> {
         Ok(LoadedNgramRun {
             run: NgramRun::load(dir)?,
         })
     }
 
     /// Loss and perplexity on a text file: every line read as `<s> tokens </s>`.
-    pub fn evaluate_file(&self, path: &Path) -> Result<NgramEvalResult, TrainError> {
+    pub fn evaluate_file(&self, path: &Path) -> Result<NgramEvalResult, InferError> {
         let text = data::read_file(path)?;
         let logs = self.run.text_log_probs(&text)?;
         if logs.is_empty() {
-            return Err(TrainError::Data(format!(
+            return Err(InferError::Data(format!(
                 "\"{}\" has no line to evaluate",
                 path.display()
             )));
@@ -61,7 +61,7 @@ impl LoadedNgramRun {
 
     /// Scores `text` as one line: each token given the ones before it from the start of the
     /// line, then the end of the line (as an LSTM word run scores its `<eos>`).
-    pub fn score(&self, text: &str) -> Result<TextScore, TrainError> {
+    pub fn score(&self, text: &str) -> Result<TextScore, InferError> {
         let s = self.run.score_line(text)?;
         let total: f64 = s.tokens.iter().map(|(_, lp)| lp).sum();
         Ok(TextScore {
@@ -82,8 +82,8 @@ impl LoadedNgramRun {
         max_tokens: usize,
         sampling: &SamplingConfig,
         seed: u64,
-        mut emit: impl FnMut(&str) -> Result<(), TrainError>,
-    ) -> Result<Vec<u32>, TrainError> {
+        mut emit: impl FnMut(&str) -> Result<(), InferError>,
+    ) -> Result<Vec<u32>, InferError> {
         sampling.validate()?;
         let tokenizer = &self.run.tokenizer;
         let model = &self.run.model;
@@ -91,7 +91,7 @@ impl LoadedNgramRun {
         let prompt_ids = symbols.sentence(tokenizer, prompt)?;
         let unk = tokenizer.unk_id();
         if !prompt.trim().is_empty() && prompt_ids.iter().all(|&i| Some(i) == unk) {
-            return Err(TrainError::Input(format!(
+            return Err(InferError::Input(format!(
                 "the prompt {prompt:?} has no token this model's tokenizer knows: use words from the training text"
             )));
         }
