@@ -24,6 +24,8 @@ use lstm_lm_train::{Generator, SamplingConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::bench_use::{RunUse, bench_run_use};
+
 const VOCAB: usize = 10_000;
 
 /// A benchmark configuration (see `../shared/bench/README.md`).
@@ -40,6 +42,12 @@ pub enum BenchConfig {
     Ngram,
     /// `lstm-lm neighbors`: one nearest-word query on a 33,278 × 650 table (not in `all`).
     Neighbors,
+    /// `lstm-lm eval FILE` on 400 lines with the `lm` model (not in `all`).
+    Eval,
+    /// `lstm-lm score --file FILE` on the same lines, with its ratio to `eval` (not in `all`).
+    Score,
+    /// `lstm-lm embed --file FILE` on the same lines, with its ratio to `eval` (not in `all`).
+    Embed,
     /// seed, lm, gen and ngram.
     All,
 }
@@ -51,9 +59,16 @@ impl BenchConfig {
             BenchConfig::Lm => "lm",
             BenchConfig::Gen => "gen",
             BenchConfig::Neighbors => "neighbors",
+            BenchConfig::Eval => "eval",
+            BenchConfig::Score => "score",
+            BenchConfig::Embed => "embed",
             BenchConfig::Ngram => "ngram",
             BenchConfig::All => "all",
         }
+    }
+
+    fn in_torch_script(self) -> bool {
+        matches!(self, BenchConfig::Seed | BenchConfig::Lm | BenchConfig::Gen)
     }
 
     fn expand(list: &[BenchConfig]) -> Vec<BenchConfig> {
@@ -233,9 +248,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 println!("{}", ours.line);
                 // PyTorch at each thread count; the fastest one is compared with ours.
                 let mut theirs: Option<Measured> = None;
-                // The PyTorch script has no `neighbors` configuration.
-                if let Some((python, script)) =
-                    torch.as_ref().filter(|_| config != BenchConfig::Neighbors)
+                // The PyTorch script has no `neighbors`, `eval`, `score` or `embed` configuration.
+                if let Some((python, script)) = torch.as_ref().filter(|_| config.in_torch_script())
                 {
                     for threads in &torch_threads {
                         let mut cmd = Command::new(python);
@@ -265,6 +279,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             println!("# round {} of {} done", round + 1, args.rounds);
         }
     }
+    print_ratios_to_eval(&table);
     if torch.is_some() {
         println!(
             "# ratios lstm-lm / torch (throughput: higher is better; memory: lower is better){}",
@@ -299,6 +314,49 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `score` and `embed` against `eval` on the same backend, round by round (throughput: 1.00 is
+/// eval speed, higher is faster).
+fn print_ratios_to_eval(table: &[Row]) {
+    for (config, backend, rounds) in table {
+        if config != "score" && config != "embed" {
+            continue;
+        }
+        let Some((_, _, eval)) = table.iter().find(|(c, b, _)| c == "eval" && b == backend) else {
+            continue;
+        };
+        // Wall-clock throughput, and CPU time per token (steadier on a busy machine).
+        let cpu_ms = |m: &Measured| -> f64 {
+            m.line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("cpu_ms=")?.parse().ok())
+                .unwrap_or(f64::NAN)
+        };
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .zip(eval)
+            .map(|((ours, _), (base, _))| ours.value / base.value)
+            .collect();
+        let cpu_ratios: Vec<f64> = rounds
+            .iter()
+            .zip(eval)
+            .map(|((ours, _), (base, _))| cpu_ms(base) / cpu_ms(ours))
+            .collect();
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "ratio {config}/eval backend={backend} speed={:.2} (rounds: {}) cpu_speed={:.2} (rounds: {})",
+            median(&ratios),
+            list(&ratios),
+            median(&cpu_ratios),
+            list(&cpu_ratios)
+        );
+    }
 }
 
 /// The WikiText-2 training text for the `ngram` configuration, if there is one.
@@ -436,6 +494,16 @@ pub fn run_one(args: &BenchOneArgs) -> Result<()> {
                 1,
                 crate::bench_neighbors::bench_neighbors(args.warmup, args.iters, &mut rng),
             ),
+            BenchConfig::Eval | BenchConfig::Score | BenchConfig::Embed => {
+                let what = match args.config {
+                    BenchConfig::Eval => RunUse::Eval,
+                    BenchConfig::Score => RunUse::Score,
+                    _ => RunUse::Embed,
+                };
+                let (tokens, times) =
+                    bench_run_use(what, args.warmup, args.iters, &device, &mut rng)?;
+                ("tok_per_s", tokens, times)
+            }
             BenchConfig::Ngram | BenchConfig::All => {
                 bail!("bench-one takes a single model configuration")
             }

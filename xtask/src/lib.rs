@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 pub mod bench;
 pub mod bench_neighbors;
+pub mod bench_use;
 pub mod download;
 pub mod fortune;
 pub mod fuzz;

@@ -58,8 +58,8 @@ impl LoadedRun {
     }
 
     /// The log-probability of each `wanted` id after each position of the padded batch `ids`
-    /// (`[rows, width]`), row after row. On the host the logits are read in place and each
-    /// row's log-sum-exp taken in one vectorised pass; elsewhere through `log_softmax`.
+    /// (`[rows, width]`), row after row. On the host the projection and the log-softmax run
+    /// fused as in `eval` (the logits are never a tensor); elsewhere through `log_softmax`.
     fn target_logprobs(
         &self,
         ids: &[u32],
@@ -68,24 +68,15 @@ impl LoadedRun {
         width: usize,
     ) -> Result<Vec<f32>, InferError> {
         let input = data::ids_tensor(ids, rows, width, &self.device);
-        let (logits, _) = self.model.forward(input, None);
-        let vocab = self.model.vocab_size();
-        if let Some(values) = fused::host_values(&logits) {
-            let mut weights = vec![0.0f32; vocab];
-            return Ok(values
-                .chunks_exact(vocab)
-                .zip(wanted)
-                .map(|(row, &target)| {
-                    let max = row
-                        .iter()
-                        .copied()
-                        .filter(|v| v.is_finite())
-                        .fold(f32::NEG_INFINITY, f32::max);
-                    let total = fused::exp_weights(row, 1.0, max, &mut weights);
-                    (f64::from(row[target as usize]) - f64::from(max) - total.ln()) as f32
-                })
-                .collect());
+        let (hidden, _) = self.model.hidden_states(input, None);
+        let [_, _, size] = hidden.dims();
+        let hidden: Tensor<2> = hidden.reshape([rows * width, size]);
+        let (weight, bias) = self.model.output_projection();
+        if let Some(values) = fused::projected_target_log_probs(&hidden, &weight, &bias, wanted) {
+            return Ok(values);
         }
+        let vocab = self.model.vocab_size();
+        let logits: Tensor<3> = self.model.project(hidden).reshape([rows, width, vocab]);
         let logp = log_softmax(logits, 2);
         let index = data::targets_tensor(wanted, &self.device).reshape([rows, width, 1]);
         let picked: Tensor<3> = logp.gather(2, index);

@@ -27,6 +27,7 @@ pub mod loss_op;
 mod math;
 pub mod op;
 mod proposal;
+mod target_log_probs;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -38,6 +39,7 @@ use loss_op::FusedLossBackend;
 pub use math::exp_weights;
 use op::FusedLstmBackend;
 pub use proposal::proposal_is_fast;
+pub use target_log_probs::projected_target_log_probs;
 
 /// 0: not decided yet (read `LSTM_LM_FUSED` on first use), 1: on, 2: off.
 static ENABLED: AtomicU8 = AtomicU8::new(0);
