@@ -23,7 +23,8 @@
 //! # let run = RunDir::new(&dir);
 //! # run.create().unwrap();
 //! # run.save_tokenizer(&tokenizer).unwrap();
-//! # write_atomic(&run.model_path(), &model_bytes(&model_config.init(&Device::flex())).unwrap()).unwrap();
+//! # let model = model_config.init(&Device::flex()).unwrap();
+//! # write_atomic(&run.model_path(), &model_bytes(&model).unwrap()).unwrap();
 //! # run.save_config(&RunConfig {
 //! #     format: RUN_FORMAT.into(), version: RUN_FORMAT_VERSION, settings, model: model_config,
 //! #     ngram_width: None, data: DataFiles::default(), data_digests: Vec::new(), backend: "flex".into(),
