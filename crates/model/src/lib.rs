@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod coarse_search;
 mod config;
 mod error;
 pub mod fused;

@@ -37,6 +37,8 @@ use burn::tensor::{DType, Device, Int, Tensor};
 pub use host_lm::{HostLanguageModel, HostState};
 use loss_op::FusedLossBackend;
 pub use math::exp_weights;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use math::has_avx2_fma;
 use op::FusedLstmBackend;
 pub use proposal::proposal_is_fast;
 pub use target_log_probs::projected_target_log_probs;
