@@ -3,7 +3,7 @@
 //! A run folder ([`RunDir`]: `config.json`, `tokenizer.json`, `model.bpk`) is what `lstm-lm
 //! train` writes. [`LoadedRun`] loads one and uses it: generation with every control
 //! ([`GenerateOptions`], [`Conversation`], beams, stop strings), scoring ([`LoadedRun::score`],
-//! [`TextScore`]), evaluation ([`evaluate`]), sentence vectors ([`EmbedOptions`]), nearest
+//! [`TextScore`]), evaluation ([`evaluate()`]), sentence vectors ([`EmbedOptions`]), nearest
 //! words ([`WordSearch`]) and files other tools read ([`export_safetensors`],
 //! [`export_word2vec`], [`export_projector`], [`import_torch`]). N-gram runs load as
 //! [`LoadedNgramRun`]. This crate does not depend on the trainer (`lstm-lm-train`), so an

@@ -304,7 +304,7 @@ pub struct LoopSettings {
     /// epoch end: optimizer steps (`500`) or training time (`"10m"`, `"90s"`, `"2h"`); `0` or
     /// `"off"`: only at epoch ends and on interruption. Default `"10m"`.
     pub checkpoint_every: CheckpointEvery,
-    /// Rewrite `RUN/curves.svg` (training curves, see [`crate::plot`]) after every epoch.
+    /// Rewrite `RUN/curves.svg` (training curves, drawn by `lstm_lm_train::plot`) after every epoch.
     /// Default false.
     pub plot: bool,
 }
