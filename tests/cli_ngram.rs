@@ -352,6 +352,56 @@ fn bad_ngram_input_is_a_one_line_error() {
     assert!(eval.contains("perplexity"), "{eval}");
 }
 
+/// `info` and `runs` know n-gram folders, and `train` does not overwrite one.
+#[test]
+fn info_runs_and_train_know_ngram_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    ngram_run(dir, "3");
+    let info = ok(&["info", "--model", "kn"], dir);
+    assert!(info.contains("Kneser-Ney n-gram, order 3"), "{info}");
+    assert!(
+        info.contains("1-grams ") && info.contains("3-grams "),
+        "{info}"
+    );
+    let json = &json_lines(&ok(&["info", "--model", "kn", "--json"], dir))[0];
+    assert_eq!(json["kind"], "ngram");
+    assert_eq!(json["order"], 3);
+    assert_eq!(json["ngram_counts"].as_array().unwrap().len(), 3);
+    assert!(json["ngram_counts"][0].as_u64().unwrap() > 0);
+    let o = lstm_lm(&["info", "--model", "kn", "--print-config"], dir);
+    assert_one_line_error(&o, &["\"kn\" is an n-gram run", "no training settings"]);
+
+    let runs = ok(&["runs", "."], dir);
+    let row = runs
+        .lines()
+        .find(|l| l.starts_with("kn "))
+        .unwrap_or_else(|| panic!("{runs}"));
+    assert!(row.contains("n-gram") && row.contains(" ngram "), "{row}");
+    let listed = json_lines(&ok(&["runs", ".", "--json"], dir));
+    assert!(listed.iter().any(|r| r["status"] == "ngram"), "{listed:?}");
+
+    let before = std::fs::read(dir.join("kn/tokenizer.json")).unwrap();
+    let o = lstm_lm(
+        &[
+            "train",
+            "--data",
+            "corpus.txt",
+            "--out",
+            "kn",
+            "--epochs",
+            "1",
+        ],
+        dir,
+    );
+    assert_one_line_error(&o, &["\"kn\" holds an n-gram run", "--out"]);
+    assert_eq!(
+        std::fs::read(dir.join("kn/tokenizer.json")).unwrap(),
+        before
+    );
+    assert!(!dir.join("kn/config.json").exists() && !dir.join("kn/.lock").exists());
+}
+
 /// `ngram export --out -` and a long `generate` end quietly when their reader goes away.
 #[test]
 fn ngram_commands_end_quietly_when_the_reader_goes_away() {

@@ -20,6 +20,8 @@ pub enum RunStatus {
     Interrupted,
     /// Made by `lstm-lm import` from another program's weights, not trained here.
     Imported,
+    /// An n-gram model made by `lstm-lm ngram train` (counted, not trained in epochs).
+    Ngram,
 }
 
 /// One run folder, summarised.
@@ -43,7 +45,8 @@ pub struct RunSummary {
     pub bytes: u64,
 }
 
-/// Every run folder directly under `dir` (folders holding a `config.json`), sorted by name.
+/// Every run folder directly under `dir` (folders holding a `config.json`, or an n-gram run's
+/// `ngram.bin`), sorted by name.
 /// Folders that are not runs are passed over; a run whose files cannot be read is an error
 /// naming it.
 pub fn list_runs(dir: &Path) -> Result<Vec<RunSummary>, TrainError> {
@@ -51,7 +54,7 @@ pub fn list_runs(dir: &Path) -> Result<Vec<RunSummary>, TrainError> {
     let mut folders: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.join("config.json").is_file())
+        .filter(|p| p.join("config.json").is_file() || lstm_lm_ngram::is_ngram_run(p))
         .collect();
     folders.sort();
     folders.iter().map(|p| summarise(p)).collect()
@@ -60,6 +63,19 @@ pub fn list_runs(dir: &Path) -> Result<Vec<RunSummary>, TrainError> {
 /// One run folder, summarised.
 pub fn summarise(path: &Path) -> Result<RunSummary, TrainError> {
     let run = RunDir::new(path);
+    if !run.config_path().is_file() && lstm_lm_ngram::is_ngram_run(path) {
+        // Summarised without loading the model (it can be hundreds of megabytes).
+        return Ok(RunSummary {
+            path: path.to_path_buf(),
+            preset: "n-gram".into(),
+            data: String::new(),
+            epochs_done: 0,
+            epochs: 0,
+            best_valid_ppl: None,
+            status: RunStatus::Ngram,
+            bytes: folder_bytes(path),
+        });
+    }
     let config = run.load_config()?;
     let events = if run.metrics_path().is_file() {
         read_events(&run.metrics_path())?

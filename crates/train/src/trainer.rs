@@ -119,6 +119,13 @@ pub fn train(opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
 
 fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let run = RunDir::new(&opts.out);
+    // Checked before the lock is taken, so a refused command writes nothing into the folder.
+    if !run.config_path().exists() && lstm_lm_ngram::is_ngram_run(run.root()) {
+        return Err(TrainError::RunDir(format!(
+            "\"{}\" holds an n-gram run (ngram.bin), whose tokenizer.json would be replaced: choose another --out folder",
+            run.root().display()
+        )));
+    }
     // Held until training ends; a new run's folder is locked as soon as it is created.
     let mut _lock = RunLock::acquire_if_present(run.root())?;
     let (config, tokenizer, fresh) = if opts.resume {

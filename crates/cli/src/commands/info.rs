@@ -2,7 +2,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 use lstm_lm_model::burn::module::Module;
 use lstm_lm_model::burn::tensor::Device;
@@ -29,6 +29,9 @@ pub struct InfoArgs {
 /// Runs `lstm-lm info`.
 pub fn run(args: InfoArgs) -> Result<()> {
     let run = RunDir::new(&args.model);
+    if !run.config_path().is_file() && super::ngram::is_ngram_run(&args.model) {
+        return ngram_info(&args);
+    }
     let config = run.load_config()?;
     if args.print_config {
         let mut out = std::io::stdout().lock();
@@ -117,4 +120,51 @@ pub fn run(args: InfoArgs) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// `lstm-lm info` on a folder written by `lstm-lm ngram train`.
+fn ngram_info(args: &InfoArgs) -> Result<()> {
+    if args.print_config {
+        bail!(
+            "\"{}\" is an n-gram run: it has no training settings to print (`lstm-lm ngram train --help` lists its options)",
+            args.model.display()
+        );
+    }
+    let run = lstm_lm_ngram::NgramRun::load(&args.model)?;
+    let counts = run.model.ngram_counts();
+    let bytes =
+        std::fs::metadata(args.model.join(lstm_lm_ngram::MODEL_FILE)).map_or(0, |m| m.len());
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let summary = serde_json::json!({
+            "kind": "ngram",
+            "order": run.model.order(),
+            "ngram_counts": counts,
+            "tokenizer": run.tokenizer.kind().name(),
+            "vocab_size": run.tokenizer.vocab_size(),
+            "model_bytes": bytes,
+        });
+        writeln!(out, "{summary}")?;
+        return Ok(out.flush()?);
+    }
+    let per_order: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .map(|(k, n)| format!("{}-grams {n}", k + 1))
+        .collect();
+    writeln!(out, "run        {}", args.model.display())?;
+    writeln!(
+        out,
+        "model      interpolated modified Kneser-Ney n-gram, order {}",
+        run.model.order()
+    )?;
+    writeln!(out, "n-grams    {}", per_order.join(", "))?;
+    writeln!(
+        out,
+        "tokenizer  {} with {} ids",
+        run.tokenizer.kind().name(),
+        run.tokenizer.vocab_size()
+    )?;
+    writeln!(out, "size       {bytes} bytes (ngram.bin)")?;
+    Ok(out.flush()?)
 }

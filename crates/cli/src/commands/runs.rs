@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use lstm_lm_train::runs::list_runs;
+use lstm_lm_train::runs::{RunStatus, list_runs};
 
 /// List run folders with their preset, data, epochs, best validation perplexity and status.
 #[derive(Debug, Args)]
@@ -49,7 +49,11 @@ pub fn run(args: RunsArgs) -> Result<()> {
             name,
             preset,
             r.data,
-            format!("{}/{}", r.epochs_done, r.epochs),
+            if r.status == RunStatus::Ngram {
+                "-".to_string()
+            } else {
+                format!("{}/{}", r.epochs_done, r.epochs)
+            },
             r.best_valid_ppl.map_or("-".into(), |p| format!("{p:.2}")),
             status.as_str().unwrap_or("?"),
             human_size(r.bytes)
