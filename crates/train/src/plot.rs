@@ -481,9 +481,16 @@ fn draw_panel(
             (y0, y1) = (y0 / 2.0, y1 * 2.0);
         }
         let (lo, hi) = (y0 / 1.15, y1 * 1.15);
-        chart(area, metric, series, axis, x0..x1, (lo..hi).log_scale())
+        // Ticks of our own: plotters' log axis puts two grid lines (and two labels) on a
+        // decade's boundary, 100 as the end of one decade and the start of the next.
+        let ticks = log_ticks(lo, hi);
+        let y = (lo..hi).log_scale().with_key_points(ticks);
+        chart(area, metric, series, axis, x0..x1, y)
     } else {
-        let pad = ((y1 - y0) * 0.06).max(1e-9);
+        // A flat series (a constant learning rate) gets a band around its value, so the axis
+        // has ticks to label.
+        let magnitude = y0.abs().max(y1.abs());
+        let pad = ((y1 - y0) * 0.06).max(magnitude * 0.05).max(1e-9);
         chart(area, metric, series, axis, x0..x1, (y0 - pad)..(y1 + pad))
     }
 }
@@ -511,15 +518,7 @@ where
         .x_desc(axis.label())
         .y_desc(metric.label())
         .x_label_formatter(&|v| short_number(*v))
-        .y_label_formatter(&|v| {
-            // A log axis ticks every 1..9 of each decade: label 1, 2 and 5 only, so the
-            // labels do not run into each other.
-            if metric.log_scale() && !matches!(leading_digit(*v), 1 | 2 | 5) {
-                String::new()
-            } else {
-                short_number(*v)
-            }
-        })
+        .y_label_formatter(&|v| short_number(*v))
         .label_style(("sans-serif", 13))
         .light_line_style(RGBColor(240, 240, 240))
         .max_light_lines(1)
@@ -552,14 +551,26 @@ where
     Ok(())
 }
 
-/// The first significant digit of `v` (0 for zero or a non-finite value).
-fn leading_digit(v: f64) -> u32 {
-    if !v.is_finite() || v <= 0.0 {
-        return 0;
+/// Tick values for a log axis from `lo` to `hi` (both > 0): 1, 2 and 5 of each decade, or every
+/// 1..9 when that gives fewer than two, or five even steps on a range too narrow for either.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let decades = lo.log10().floor() as i32..=hi.log10().ceil() as i32;
+    let in_range = |mantissas: &[f64]| -> Vec<f64> {
+        decades
+            .clone()
+            .flat_map(|e| mantissas.iter().map(move |m| m * 10f64.powi(e)))
+            .filter(|v| (lo..=hi).contains(v))
+            .collect()
+    };
+    let ticks = in_range(&[1.0, 2.0, 5.0]);
+    if ticks.len() >= 2 {
+        return ticks;
     }
-    let scaled = v / 10f64.powf(v.log10().floor());
-    // 2.9999999 is a 3 drawn with rounding error.
-    (scaled + 1e-9).floor() as u32
+    let ticks = in_range(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    if ticks.len() >= 2 {
+        return ticks;
+    }
+    (1..=5).map(|k| lo + (hi - lo) * k as f64 / 6.0).collect()
 }
 
 /// Tick labels: 1.2k, 3.4M, 0.001, 12.5.
@@ -761,9 +772,20 @@ mod tests {
         assert_eq!(short_number(10.0), "10");
         assert_eq!(short_number(3.0e6), "3.0M");
         assert_eq!(short_number(0.005), "5.0e-3");
-        assert_eq!(leading_digit(300.0), 3);
-        assert_eq!(leading_digit(0.02), 2);
-        assert_eq!(leading_digit(f64::NAN), 0);
+    }
+
+    /// One tick per value (no decade boundary twice), 1-2-5 where the range allows.
+    #[test]
+    fn log_ticks_are_one_two_five_and_never_repeat() {
+        let ticks = log_ticks(8.0, 260.0);
+        assert_eq!(ticks, vec![10.0, 20.0, 50.0, 100.0, 200.0]);
+        let narrow = log_ticks(110.0, 190.0);
+        assert!(narrow.len() >= 2 && narrow.iter().all(|v| (110.0..=190.0).contains(v)));
+        let tiny = log_ticks(120.0, 125.0);
+        assert_eq!(tiny.len(), 5);
+        for t in [&ticks, &narrow, &tiny] {
+            assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
+        }
     }
 
     #[test]
