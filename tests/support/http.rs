@@ -43,13 +43,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
-fn send_head(
-    s: &mut TcpStream,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) {
+fn send_head(s: &mut TcpStream, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -107,13 +101,21 @@ pub fn request(
         .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
     let mut body = Vec::new();
     if chunked {
-        Chunked { inner: r, left: 0, done: false }
-            .read_to_end(&mut body)
-            .unwrap();
+        Chunked {
+            inner: r,
+            left: 0,
+            done: false,
+        }
+        .read_to_end(&mut body)
+        .unwrap();
     } else {
         r.read_to_end(&mut body).unwrap();
     }
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// GET `path`.
@@ -190,7 +192,12 @@ impl EventStream {
 }
 
 /// POSTs `json` and returns the response for reading as events.
-pub fn post_stream(addr: SocketAddr, path: &str, headers: &[(&str, &str)], json: &serde_json::Value) -> EventStream {
+pub fn post_stream(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: &serde_json::Value,
+) -> EventStream {
     let mut s = connect(addr);
     send_head(&mut s, "POST", path, headers, json.to_string().as_bytes());
     let mut r = BufReader::new(s);
@@ -198,6 +205,10 @@ pub fn post_stream(addr: SocketAddr, path: &str, headers: &[(&str, &str)], json:
     EventStream {
         status,
         headers,
-        reader: BufReader::new(Chunked { inner: r, left: 0, done: false }),
+        reader: BufReader::new(Chunked {
+            inner: r,
+            left: 0,
+            done: false,
+        }),
     }
 }

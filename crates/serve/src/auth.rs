@@ -18,7 +18,11 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The middleware: passes the request on, or answers 401.
-pub async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(token) = &state.token else {
         return next.run(req).await;
     };

@@ -19,8 +19,9 @@ pub struct BatchStepper<'a> {
 }
 
 fn read_back<const D: usize>(t: Tensor<D>, what: &str) -> Result<Vec<f32>, TrainError> {
-    t.try_into_vec_as::<f32>()
-        .map_err(|e| TrainError::Device(format!("cannot read the {what} back from the device: {e}")))
+    t.try_into_vec_as::<f32>().map_err(|e| {
+        TrainError::Device(format!("cannot read the {what} back from the device: {e}"))
+    })
 }
 
 impl<'a> BatchStepper<'a> {
@@ -43,7 +44,10 @@ impl<'a> BatchStepper<'a> {
         let input = data::ids_tensor(ids, 1, ids.len(), &self.device);
         let (logits, state) = self.model.forward_last(input, None);
         let mut states = self.scatter(state, 1)?;
-        Ok((states.pop().unwrap_or_default(), read_back(logits, "logits")?))
+        Ok((
+            states.pop().unwrap_or_default(),
+            read_back(logits, "logits")?,
+        ))
     }
 
     /// Feeds `inputs[i]` to the stream whose state is `states[i]`, all in one step, updating
@@ -100,7 +104,10 @@ impl<'a> BatchStepper<'a> {
         let mut out = vec![StreamState::default(); batch];
         for layer in state.layers {
             let h = read_back(layer.hidden, "recurrent state")?;
-            let c = layer.cell.map(|c| read_back(c, "recurrent state")).transpose()?;
+            let c = layer
+                .cell
+                .map(|c| read_back(c, "recurrent state"))
+                .transpose()?;
             for (b, s) in out.iter_mut().enumerate() {
                 let rows = b * hidden..(b + 1) * hidden;
                 s.layers.push((
@@ -143,7 +150,10 @@ mod tests {
             alone.push([7, 8, 9][i]);
             let (_, want) = stepper.prefill(&alone).unwrap();
             for (a, b) in batched[i * v..(i + 1) * v].iter().zip(&want) {
-                assert!(a.is_finite() && (a - b).abs() < 1e-4, "stream {i}: {a} vs {b}");
+                assert!(
+                    a.is_finite() && (a - b).abs() < 1e-4,
+                    "stream {i}: {a} vs {b}"
+                );
             }
         }
     }

@@ -18,7 +18,10 @@ pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<
         ));
     }
     serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid(None, format!("the request body is not valid JSON for this endpoint: {e}"))
-            .with_code("invalid_json")
+        ApiError::invalid(
+            None,
+            format!("the request body is not valid JSON for this endpoint: {e}"),
+        )
+        .with_code("invalid_json")
     })
 }

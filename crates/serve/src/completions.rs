@@ -10,8 +10,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use lstm_lm_train::decoding::MAX_STOP_STRINGS;
 use lstm_lm_train::SamplingConfig;
+use lstm_lm_train::decoding::MAX_STOP_STRINGS;
 use tokio::sync::mpsc;
 
 use crate::admission::admit;
@@ -35,28 +35,47 @@ struct Plan {
     stop: Vec<String>,
 }
 
-fn check(req: &CompletionRequest, model: &ServedModel, limits: &crate::Limits) -> Result<Plan, ApiError> {
+fn check(
+    req: &CompletionRequest,
+    model: &ServedModel,
+    limits: &crate::Limits,
+) -> Result<Plan, ApiError> {
     if req.echo {
-        return Err(ApiError::invalid(Some("echo"), "echo is not supported: leave it false"));
+        return Err(ApiError::invalid(
+            Some("echo"),
+            "echo is not supported: leave it false",
+        ));
     }
     if req.best_of.is_some_and(|b| b > 1) {
-        return Err(ApiError::invalid(Some("best_of"), "best_of is not supported: use n"));
+        return Err(ApiError::invalid(
+            Some("best_of"),
+            "best_of is not supported: use n",
+        ));
     }
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::invalid(Some("suffix"), "suffix is not supported by a left-to-right model"));
+        return Err(ApiError::invalid(
+            Some("suffix"),
+            "suffix is not supported by a left-to-right model",
+        ));
     }
     let max_tokens = req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
     if max_tokens == 0 || max_tokens > limits.max_tokens {
         return Err(ApiError::invalid(
             Some("max_tokens"),
-            format!("max_tokens {max_tokens} must be between 1 and this server's limit of {}", limits.max_tokens),
+            format!(
+                "max_tokens {max_tokens} must be between 1 and this server's limit of {}",
+                limits.max_tokens
+            ),
         ));
     }
     let n = req.n.unwrap_or(1);
     if n == 0 || n > limits.max_n {
         return Err(ApiError::invalid(
             Some("n"),
-            format!("n {n} must be between 1 and this server's limit of {}", limits.max_n),
+            format!(
+                "n {n} must be between 1 and this server's limit of {}",
+                limits.max_n
+            ),
         ));
     }
     if req.logprobs.is_some_and(|l| l > MAX_TOP_LOGPROBS) {
@@ -69,13 +88,18 @@ fn check(req: &CompletionRequest, model: &ServedModel, limits: &crate::Limits) -
     if !(temperature >= 0.0 && temperature.is_finite()) {
         return Err(ApiError::invalid(
             Some("temperature"),
-            format!("temperature {temperature} must be a number ≥ 0 (0 picks the most likely token)"),
+            format!(
+                "temperature {temperature} must be a number ≥ 0 (0 picks the most likely token)"
+            ),
         ));
     }
     if let Some(p) = req.top_p
         && !(p > 0.0 && p <= 1.0)
     {
-        return Err(ApiError::invalid(Some("top_p"), format!("top_p {p} must be in (0, 1]")));
+        return Err(ApiError::invalid(
+            Some("top_p"),
+            format!("top_p {p} must be in (0, 1]"),
+        ));
     }
     if req.top_k == Some(0) {
         return Err(ApiError::invalid(Some("top_k"), "top_k must be at least 1"));
@@ -144,7 +168,10 @@ fn check(req: &CompletionRequest, model: &ServedModel, limits: &crate::Limits) -
 }
 
 /// The handler.
-pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+pub async fn completions(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let req: CompletionRequest = read_json(body, state.limits.max_body_bytes).await?;
     let model = state.model(req.model.as_deref())?;
     let plan = check(&req, model, &state.limits)?;
@@ -251,14 +278,22 @@ async fn collect(
     let mut done = 0;
     while done < total {
         match rx.recv().await {
-            Some(StreamEvent::Piece { index, text, detail }) => {
+            Some(StreamEvent::Piece {
+                index,
+                text,
+                detail,
+            }) => {
                 let c = &mut choices[index];
                 if let (Some(lp), Some(d)) = (&mut c.logprobs, &detail) {
                     push_detail(lp, d, c.text.chars().count());
                 }
                 c.text.push_str(&text);
             }
-            Some(StreamEvent::Done { index, finish_reason, tokens }) => {
+            Some(StreamEvent::Done {
+                index,
+                finish_reason,
+                tokens,
+            }) => {
                 choices[index].finish_reason = Some(finish_reason);
                 completion_tokens += tokens;
                 done += 1;
@@ -305,16 +340,29 @@ impl futures_core::Stream for SseStream {
             Poll::Ready(e) => e,
         };
         let chunk = match event {
-            Some(StreamEvent::Piece { index, text, detail }) => {
+            Some(StreamEvent::Piece {
+                index,
+                text,
+                detail,
+            }) => {
                 let logprobs = detail.map(|d| {
                     let mut lp = Logprobs::default();
                     push_detail(&mut lp, &d, 0);
                     lp
                 });
-                let choice = CompletionChoice { text, index, logprobs, finish_reason: None };
+                let choice = CompletionChoice {
+                    text,
+                    index,
+                    logprobs,
+                    finish_reason: None,
+                };
                 sse(&self.head.response(vec![choice], None))
             }
-            Some(StreamEvent::Done { index, finish_reason, .. }) => {
+            Some(StreamEvent::Done {
+                index,
+                finish_reason,
+                ..
+            }) => {
                 self.remaining -= 1;
                 let choice = CompletionChoice {
                     text: String::new(),

@@ -39,7 +39,11 @@ impl Histogram {
         for (c, b) in self.counts.iter().zip(&BUCKETS) {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
         let braces = if labels.is_empty() {
             String::new()
         } else {
@@ -131,7 +135,9 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP lstm_lm_requests_total HTTP requests answered, by route and status.\n");
+        out.push_str(
+            "# HELP lstm_lm_requests_total HTTP requests answered, by route and status.\n",
+        );
         out.push_str("# TYPE lstm_lm_requests_total counter\n");
         for ((route, status), n) in self
             .requests
@@ -146,8 +152,17 @@ impl Metrics {
         }
         out.push_str("# HELP lstm_lm_request_seconds Time from a request to its response head.\n");
         out.push_str("# TYPE lstm_lm_request_seconds histogram\n");
-        for (route, h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            h.write(&mut out, "lstm_lm_request_seconds", &format!("route=\"{route}\""));
+        for (route, h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            h.write(
+                &mut out,
+                "lstm_lm_request_seconds",
+                &format!("route=\"{route}\""),
+            );
         }
         out.push_str(
             "# HELP lstm_lm_stream_seconds Time from a generation stream's admission to its end.\n",
@@ -184,7 +199,10 @@ impl Metrics {
             ),
         ];
         for (name, kind, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         }
         out
     }
@@ -201,8 +219,14 @@ mod tests {
         m.tokens(12);
         m.stream_done(Duration::from_millis(80));
         let text = m.render();
-        assert!(text.contains("lstm_lm_requests_total{route=\"/v1/completions\",status=\"200\"} 1"));
-        assert!(text.contains("lstm_lm_request_seconds_bucket{route=\"/v1/completions\",le=\"0.05\"} 1"));
+        assert!(
+            text.contains("lstm_lm_requests_total{route=\"/v1/completions\",status=\"200\"} 1")
+        );
+        assert!(
+            text.contains(
+                "lstm_lm_request_seconds_bucket{route=\"/v1/completions\",le=\"0.05\"} 1"
+            )
+        );
         assert!(text.contains("lstm_lm_generated_tokens_total 12"));
         assert!(text.contains("lstm_lm_stream_seconds_count 1"));
         assert!(text.contains("lstm_lm_queue_depth 0"));

@@ -36,7 +36,10 @@ const ROUTES: [&str; 8] = [
 ];
 
 /// Loads every model of `config` onto `device`, naming the model in an error.
-pub fn load_models(config: &ServeConfig, device: &Device) -> Result<Vec<(String, LoadedRun)>, ServeError> {
+pub fn load_models(
+    config: &ServeConfig,
+    device: &Device,
+) -> Result<Vec<(String, LoadedRun)>, ServeError> {
     if config.models.is_empty() {
         return Err(ServeError::Config(
             "give at least one --model RUN (or NAME=RUN)".into(),
@@ -50,11 +53,12 @@ pub fn load_models(config: &ServeConfig, device: &Device) -> Result<Vec<(String,
                 spec.name
             )));
         }
-        let run = LoadedRun::load(&spec.run, device.clone()).map_err(|source| ServeError::Load {
-            name: spec.name.clone(),
-            run: spec.run.display().to_string(),
-            source,
-        })?;
+        let run =
+            LoadedRun::load(&spec.run, device.clone()).map_err(|source| ServeError::Load {
+                name: spec.name.clone(),
+                run: spec.run.display().to_string(),
+                source,
+            })?;
         out.push((spec.name.clone(), run));
     }
     Ok(out)
@@ -116,7 +120,11 @@ async fn models(State(state): State<Arc<AppState>>) -> Response {
 /// Counts every request by route and status, with its time to the response head.
 async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let route = ROUTES.iter().find(|r| **r == path).copied().unwrap_or("other");
+    let route = ROUTES
+        .iter()
+        .find(|r| **r == path)
+        .copied()
+        .unwrap_or("other");
     let start = Instant::now();
     let response = next.run(req).await;
     state
