@@ -464,34 +464,37 @@ fn the_stream_limit_answers_429_and_a_disconnect_frees_the_place() {
     });
 }
 
+/// SIGTERM while a long response is still being written (the client has read one event, so
+/// the rest waits in the socket buffers): the server stops accepting, finishes that response,
+/// and exits with status 0.
 #[cfg(unix)]
 #[test]
 fn sigterm_lets_a_stream_finish_then_exits() {
     let tmp = tempfile::tempdir().unwrap();
     trained_run(tmp.path());
     let mut s = Server::start(tmp.path(), &["--max-batch", "1"]);
-    let mut events = http::post_stream(
-        s.addr,
-        "/v1/completions",
-        &[],
-        &json!({"prompt": "the", "max_tokens": 300, "stream": true}),
-    );
+    let body = json!({"prompt": "the", "max_tokens": 1000, "logprobs": 5, "stream": true});
+    let mut events = http::post_stream(s.addr, "/v1/completions", &[], &body);
     assert!(events.next_data().is_some());
     // SAFETY: signalling a child process this test started.
     assert_eq!(unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) }, 0);
     let mut last = String::new();
     let mut finish = Value::Null;
+    let mut tokens = 1;
     while let Some(d) = events.next_data() {
         if d != "[DONE]" {
             let chunk: Value = serde_json::from_str(&d).unwrap();
-            if !chunk["choices"][0]["finish_reason"].is_null() {
-                finish = chunk["choices"][0]["finish_reason"].clone();
+            let c = &chunk["choices"][0];
+            tokens += c["logprobs"]["tokens"].as_array().map_or(0, Vec::len);
+            if !c["finish_reason"].is_null() {
+                finish = c["finish_reason"].clone();
             }
         }
         last = d;
     }
     assert_eq!(last, "[DONE]");
     assert_eq!(finish, "length");
+    assert_eq!(tokens, 1000);
     let status = s.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let mut out = String::new();
