@@ -128,7 +128,7 @@ impl Metrics {
             .filter(|(s, _)| *s >= from && *s < now)
             .map(|(_, c)| c)
             .sum();
-        let span = now.min(RATE_WINDOW_SECS).max(1);
+        let span = now.clamp(1, RATE_WINDOW_SECS);
         total as f64 / span as f64
     }
 
