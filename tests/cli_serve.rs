@@ -136,9 +136,13 @@ fn every_endpoint_answers_in_the_openai_shape() {
     }
     assert_eq!(a["usage"]["completion_tokens"], 12);
     assert_eq!(a["usage"]["prompt_tokens"], 4);
-    // The same seed gives the same text; greedy decoding ignores the seed.
+    // The same seed gives the same text (the batch around a stream may differ from run to run,
+    // which can move the logits in their last bits, so only the texts are compared); greedy
+    // decoding ignores the seed.
     let b = completion(s.addr, body);
-    assert_eq!(a["choices"], b["choices"]);
+    for i in 0..2 {
+        assert_eq!(a["choices"][i]["text"], b["choices"][i]["text"]);
+    }
     let greedy = |seed: u64| {
         completion(
             s.addr,
@@ -183,7 +187,8 @@ fn every_endpoint_answers_in_the_openai_shape() {
     assert_eq!(score.status, 200, "{}", score.text());
     let score = score.json();
     let first = &score["data"][0];
-    assert_eq!(first["tokens"].as_array().unwrap().len(), 5, "{first}");
+    // The first word is context (this recipe has no start-of-text token): four are scored.
+    assert_eq!(first["tokens"].as_array().unwrap().len(), 4, "{first}");
     let ppl = first["perplexity"].as_f64().unwrap();
     assert!(ppl.is_finite() && ppl >= 1.0, "{ppl}");
     assert_eq!(score["data"].as_array().unwrap().len(), 2);
