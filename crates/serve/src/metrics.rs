@@ -118,7 +118,7 @@ impl Metrics {
         s.observe(elapsed.as_secs_f64());
     }
 
-    /// Tokens per second over the last [`RATE_WINDOW_SECS`] whole seconds.
+    /// Tokens per second over the last 5 whole seconds.
     pub fn tokens_per_second(&self) -> f64 {
         let now = self.started.elapsed().as_secs();
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
