@@ -14,6 +14,7 @@ pub mod fortune;
 pub mod fuzz;
 pub mod gpu_bench;
 pub mod gpu_feature;
+pub mod load_test;
 pub mod man;
 pub mod manifest;
 pub mod recipes;

@@ -33,6 +33,8 @@ enum Command {
     Train(xtask::recipes::TrainArgs),
     /// Fuzz every loader with mutated files and random input; cases and failures per target.
     Fuzz(xtask::fuzz::FuzzArgs),
+    /// Load-test `lstm-lm serve` on loopback with 1, 4, 16 and 64 streaming clients.
+    LoadTest(xtask::load_test::LoadTestArgs),
     /// Write the man pages of lstm-lm (default: target/man).
     Man(xtask::man::ManArgs),
 }
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Train(args) => xtask::recipes::run(&args),
         Command::Fuzz(args) => xtask::fuzz::run(&args),
         Command::Man(args) => xtask::man::run(&args),
+        Command::LoadTest(args) => xtask::load_test::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

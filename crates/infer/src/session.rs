@@ -62,7 +62,7 @@ impl LoadedRun {
     /// (text starts after a line break), nothing otherwise. N-gram models were trained on
     /// prefixes read from a zero state (padding never reaches the prediction), so they start
     /// from the zero state too.
-    pub(crate) fn start_context(&self) -> Vec<u32> {
+    pub fn start_context(&self) -> Vec<u32> {
         match (self.recipe(), self.tokenizer.eos_id()) {
             (Recipe::Stream, Some(eos)) => vec![eos],
             _ => Vec::new(),
@@ -70,7 +70,7 @@ impl LoadedRun {
     }
 
     /// The ids of a prompt (or text to score) without the trailing `<eos>` a line gets.
-    pub(crate) fn text_ids(&self, text: &str) -> Result<Vec<u32>, InferError> {
+    pub fn text_ids(&self, text: &str) -> Result<Vec<u32>, InferError> {
         let mut ids = self.tokenizer.encode_line(text)?;
         if let Some(eos) = self.tokenizer.eos_id()
             && ids.last() == Some(&eos)

@@ -17,6 +17,7 @@ pub mod ngram;
 pub mod plot;
 pub mod runs;
 pub mod score;
+pub mod serve;
 pub mod similar;
 mod stop_signals;
 pub mod tokenize;
@@ -44,6 +45,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Log-probabilities of a text under a trained run's model.
     Score(score::ScoreArgs),
+    /// Serve runs over HTTP: OpenAI-style completions and embeddings, scoring, a page.
+    Serve(serve::ServeArgs),
     /// Sentence vectors: one vector per text from the recurrent states.
     Embed(embed::EmbedArgs),
     /// The lines of a file nearest to a query by the cosine of their sentence vectors.
@@ -80,6 +83,7 @@ pub fn run(command: Command, cli: fn() -> clap::Command) -> Result<i32> {
         Command::Ngram(args) => done(ngram::run(args)),
         Command::Eval(args) => done(eval::run(args)),
         Command::Score(args) => done(score::run(args)),
+        Command::Serve(args) => done(serve::run(args)),
         Command::Embed(args) => done(embed::run(args)),
         Command::Similar(args) => done(similar::run(args)),
         Command::Neighbors(args) => done(neighbors::run(args)),

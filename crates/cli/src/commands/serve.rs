@@ -1,0 +1,117 @@
+//! `lstm-lm serve`: trained runs behind an OpenAI-shaped HTTP API and a page (the server itself
+//! is the `lstm-lm-serve` crate).
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use lstm_lm_serve::{Limits, ModelSpec, ServeConfig};
+
+use super::device_args::DeviceArgs;
+
+/// Serve trained runs over HTTP: OpenAI completions and embeddings, scoring, metrics, a page.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  lstm-lm serve --model runs/sample
+  lstm-lm serve --model small=runs/a --model big=runs/b --listen 127.0.0.1:9000 --token-file token.txt
+Then open http://127.0.0.1:8080/ or call POST /v1/completions with an OpenAI client.")]
+pub struct ServeArgs {
+    /// A run folder to serve, as RUN (named after its folder) or NAME=RUN; repeat for more
+    /// models (the first is the default).
+    #[arg(long = "model", value_name = "[NAME=]RUN", required = true)]
+    pub models: Vec<String>,
+    /// Address to listen on (loopback unless told otherwise).
+    #[arg(long, default_value = ServeConfig::DEFAULT_LISTEN, value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// Generation streams one recurrent step runs together, per model.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_batch: usize,
+    /// Require `Authorization: Bearer TOKEN` on every route but / and /health; the token is
+    /// the file's first line.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+    /// Most tokens in a prompt or a text to score or embed.
+    #[arg(long, default_value_t = Limits::default().max_prompt_tokens, value_name = "N")]
+    pub max_prompt_tokens: usize,
+    /// Largest max_tokens a completion may ask for.
+    #[arg(long, default_value_t = Limits::default().max_tokens, value_name = "N")]
+    pub max_tokens: usize,
+    /// Largest n (choices per prompt).
+    #[arg(long, default_value_t = Limits::default().max_n, value_name = "N")]
+    pub max_n: usize,
+    /// Most generation streams at once, running or queued (more are answered 429).
+    #[arg(long, default_value_t = Limits::default().max_streams, value_name = "N")]
+    pub max_streams: usize,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+fn read_token(path: &PathBuf) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--token-file \"{}\"", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        bail!(
+            "--token-file \"{}\" is empty: put the token on its first line",
+            path.display()
+        );
+    }
+    Ok(token)
+}
+
+/// Runs the server until Ctrl-C or SIGTERM, then drains the requests in flight.
+pub fn run(args: ServeArgs) -> Result<()> {
+    let models = args
+        .models
+        .iter()
+        .map(|m| ModelSpec::parse(m).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    if args.max_batch == 0 {
+        bail!("--max-batch must be at least 1");
+    }
+    let mut config = ServeConfig::new(models);
+    config.listen = args.listen;
+    config.max_batch = args.max_batch;
+    config.limits = Limits {
+        max_body_bytes: args.max_body_bytes,
+        max_prompt_tokens: args.max_prompt_tokens,
+        max_tokens: args.max_tokens,
+        max_n: args.max_n,
+        max_streams: args.max_streams,
+        ..Limits::default()
+    };
+    config.token = args.token_file.as_ref().map(read_token).transpose()?;
+    let device = args.device.device()?;
+    let runs = lstm_lm_serve::load_models(&config, &device)?;
+    let names: Vec<String> = runs.iter().map(|(n, _)| n.clone()).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("--listen {}: cannot listen there", config.listen))?;
+        let addr = listener.local_addr().context("the listening address")?;
+        println!(
+            "lstm-lm serve: http://{addr}/ (models: {}){}",
+            names.join(", "),
+            if config.token.is_some() { ", bearer token required" } else { "" }
+        );
+        if !addr.ip().is_loopback() && config.token.is_none() {
+            eprintln!(
+                "warning: listening on {addr}, beyond this machine, without --token-file: anyone who can reach it can use the models"
+            );
+        }
+        let shutdown = async {
+            lstm_lm_serve::shutdown_signal().await;
+            println!("lstm-lm serve: stopping; finishing the requests in flight");
+        };
+        lstm_lm_serve::serve(listener, &config, runs, shutdown).await?;
+        println!("lstm-lm serve: stopped");
+        anyhow::Ok(())
+    })
+}

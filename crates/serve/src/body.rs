@@ -1,0 +1,27 @@
+//! JSON request bodies read under the size limit, every failure an OpenAI-shaped error (axum's
+//! own extractors answer in plain text).
+use axum::body::Body;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Reads `body` (at most `limit` bytes: 413 above) and parses it as `T` (400 naming the
+/// problem otherwise).
+pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(limit))?;
+    if bytes.is_empty() {
+        return Err(ApiError::invalid(
+            None,
+            "the request body is empty: send a JSON object",
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid(
+            None,
+            format!("the request body is not valid JSON for this endpoint: {e}"),
+        )
+        .with_code("invalid_json")
+    })
+}
