@@ -55,7 +55,9 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod activation_reg;
 pub mod allocator;
+pub mod asgd;
 mod atomic;
 mod batch_score;
 mod beam;
@@ -76,6 +78,7 @@ mod ngram_lm;
 pub mod optim;
 mod parallel;
 pub mod plot;
+pub mod random_bptt;
 mod run_dir;
 mod run_lock;
 pub mod runs;

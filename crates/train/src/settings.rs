@@ -24,6 +24,49 @@ pub struct TrainSettings {
     pub schedule: ScheduleSettings,
     /// Loop, validation, checkpoints.
     pub train: LoopSettings,
+    /// AWD-LSTM's regularisers (all off by default).
+    pub regularisation: RegularisationSettings,
+}
+
+/// AWD-LSTM's regularisers (Merity, Keskar & Socher 2017); every one is off by default, and
+/// none changes evaluation or the saved weights. The dropout probabilities themselves are
+/// `model.dropout`, `model.dropout_input` and `model.dropout_hidden`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegularisationSettings {
+    /// Variational dropout: the embedding-output, between-layer and output dropouts use one
+    /// mask per sequence shared by all its steps. Default false.
+    pub locked_dropout: bool,
+    /// DropConnect on every hidden-to-hidden matrix, one mask per batch (AWD-LSTM's `wdrop`).
+    /// Default 0.
+    pub weight_drop: f64,
+    /// Whole words dropped from the embedding, one mask per batch (AWD-LSTM's `dropoute`).
+    /// Default 0.
+    pub embedding_dropout: f64,
+    /// Activation regularisation coefficient (AWD-LSTM's `alpha`; stream recipe). Default 0.
+    pub ar: f64,
+    /// Temporal activation regularisation coefficient (AWD-LSTM's `beta`; stream recipe).
+    /// Default 0.
+    pub tar: f64,
+}
+
+impl RegularisationSettings {
+    /// The regularisers the model applies while training.
+    pub fn model_regularisation(&self) -> lstm_lm_model::regularisation::Regularisation {
+        lstm_lm_model::regularisation::Regularisation {
+            locked_dropout: self.locked_dropout,
+            weight_drop: self.weight_drop,
+            embedding_dropout: self.embedding_dropout,
+        }
+    }
+
+    /// The AR/TAR penalty the trainer adds to the loss.
+    pub fn activation_penalty(&self) -> crate::activation_reg::ActivationPenalty {
+        crate::activation_reg::ActivationPenalty {
+            ar: self.ar,
+            tar: self.tar,
+        }
+    }
 }
 
 /// Which tokenizer to fit on the training text.
@@ -78,6 +121,10 @@ pub struct DataSettings {
     pub eval_batch_size: usize,
     /// Unrolled steps per window (stream recipe). Default 35.
     pub bptt: usize,
+    /// Draw each window's length around `bptt` (AWD-LSTM: mean `bptt` with probability 0.95,
+    /// else `bptt / 2`, standard deviation 5, at least 5) and scale the step's learning rate
+    /// by length / `bptt` (stream recipe). Default false.
+    pub random_bptt: bool,
     /// Longest n-gram input kept, counted in tokens of the prefix (ngram recipe; none = longest line).
     pub max_len: Option<usize>,
     /// Keras `num_words` (keras-word only).
@@ -119,6 +166,7 @@ impl Default for DataSettings {
             batch_size: 20,
             eval_batch_size: 10,
             bptt: 35,
+            random_bptt: false,
             max_len: None,
             num_words: None,
             oov_token: None,
@@ -142,9 +190,19 @@ pub struct ModelSettings {
     pub hidden_size: usize,
     /// Stacked layers. Default 1.
     pub num_layers: usize,
+    /// Hidden width of each layer, bottom first, when they differ (AWD-LSTM: `[1150, 1150,
+    /// 400]`, the last equal to `embedding_size` when tied); one entry per layer. Default
+    /// empty: every layer has `hidden_size`.
+    pub hidden_sizes: Vec<usize>,
     /// Dropout on embeddings, between layers and on the output (pytorch/examples uses one
     /// value for all three). Default 0.
     pub dropout: f64,
+    /// Dropout on the embedding output instead of `dropout` (AWD-LSTM's `dropouti`); none =
+    /// `dropout`.
+    pub dropout_input: Option<f64>,
+    /// Dropout between recurrent layers instead of `dropout` (AWD-LSTM's `dropouth`); none =
+    /// `dropout`.
+    pub dropout_hidden: Option<f64>,
     /// Tie embedding and output weights. Default false.
     pub tie_weights: bool,
     /// Uniform initialisation half-width for embedding and output weights. Default 0.1.
@@ -158,7 +216,10 @@ impl Default for ModelSettings {
             embedding_size: 128,
             hidden_size: 128,
             num_layers: 1,
+            hidden_sizes: Vec::new(),
             dropout: 0.0,
+            dropout_input: None,
+            dropout_hidden: None,
             tie_weights: false,
             init_range: 0.1,
         }
@@ -173,8 +234,9 @@ impl ModelSettings {
             .with_embedding_size(self.embedding_size)
             .with_hidden_size(self.hidden_size)
             .with_num_layers(self.num_layers)
-            .with_dropout_embedding(self.dropout)
-            .with_dropout_between(self.dropout)
+            .with_hidden_sizes((!self.hidden_sizes.is_empty()).then(|| self.hidden_sizes.clone()))
+            .with_dropout_embedding(self.dropout_input.unwrap_or(self.dropout))
+            .with_dropout_between(self.dropout_hidden.unwrap_or(self.dropout))
             .with_dropout_output(self.dropout)
             .with_tie_weights(self.tie_weights)
             .with_init_range(self.init_range)
@@ -217,6 +279,12 @@ pub struct OptimSettings {
     pub betas: [f64; 2],
     /// Epsilon (Adam, AdamW, RMSprop). Default 1e-8 (PyTorch); Keras uses 1e-7.
     pub epsilon: f64,
+    /// NT-ASGD (AWD-LSTM): once validation has not improved on the best loss from before the
+    /// last `nonmono` epochs, evaluate and save the running mean of the weights after every
+    /// step from then on (averaged SGD). Default false.
+    pub nt_asgd: bool,
+    /// NT-ASGD's patience in epochs. Default 5 (AWD-LSTM).
+    pub nonmono: usize,
 }
 
 impl Default for OptimSettings {
@@ -230,6 +298,8 @@ impl Default for OptimSettings {
             alpha: 0.99,
             betas: [0.9, 0.999],
             epsilon: 1e-8,
+            nt_asgd: false,
+            nonmono: 5,
         }
     }
 }
@@ -425,6 +495,8 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("ptb-medium", include_str!("../presets/ptb-medium.toml")),
     ("tang-poetry", include_str!("../presets/tang-poetry.toml")),
     ("zh-word", include_str!("../presets/zh-word.toml")),
+    ("awd-ptb", include_str!("../presets/awd-ptb.toml")),
+    ("awd-wt2", include_str!("../presets/awd-wt2.toml")),
 ];
 
 impl TrainSettings {
@@ -576,11 +648,64 @@ impl TrainSettings {
         if s.kind == ScheduleKind::Plateau && !(s.factor > 0.0 && s.factor < 1.0) {
             return bad(format!("schedule.factor = {} must be in (0, 1)", s.factor));
         }
+        self.check_regularisation()?;
         self.check_limits()?;
         self.model
             .model_config(2)
             .validate()
             .map_err(|e| TrainError::Settings(e.to_string()))?;
+        Ok(())
+    }
+
+    /// AWD-LSTM's settings: probabilities in [0, 1), finite non-negative coefficients, the
+    /// stream recipe where a setting needs one.
+    fn check_regularisation(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Settings(m));
+        let r = &self.regularisation;
+        let m = &self.model;
+        let probabilities = [
+            ("regularisation.weight_drop", Some(r.weight_drop)),
+            (
+                "regularisation.embedding_dropout",
+                Some(r.embedding_dropout),
+            ),
+            ("model.dropout_input", m.dropout_input),
+            ("model.dropout_hidden", m.dropout_hidden),
+        ];
+        for (name, p) in probabilities {
+            if let Some(p) = p
+                && !(0.0..1.0).contains(&p)
+            {
+                return bad(format!("{name} = {p} must be in [0, 1)"));
+            }
+        }
+        for (name, c) in [("regularisation.ar", r.ar), ("regularisation.tar", r.tar)] {
+            if !(c >= 0.0 && c.is_finite()) {
+                return bad(format!("{name} = {c} must be a finite number >= 0"));
+            }
+        }
+        let stream_only = [
+            ("regularisation.ar", r.ar != 0.0),
+            ("regularisation.tar", r.tar != 0.0),
+            ("data.random_bptt", self.data.random_bptt),
+        ];
+        for (name, on) in stream_only {
+            if on && self.data.recipe != Recipe::Stream {
+                return bad(format!(
+                    "{name} applies to the stream recipe only: set data.recipe = \"stream\" or turn it off"
+                ));
+            }
+        }
+        if self.optim.nt_asgd && self.optim.nonmono == 0 {
+            return bad("optim.nonmono must be at least 1 with optim.nt_asgd".into());
+        }
+        if !m.hidden_sizes.is_empty() && m.hidden_sizes.len() != m.num_layers {
+            return bad(format!(
+                "model.hidden_sizes has {} entries but model.num_layers is {}: give one width per layer",
+                m.hidden_sizes.len(),
+                m.num_layers
+            ));
+        }
         Ok(())
     }
 
