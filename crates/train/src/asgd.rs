@@ -148,10 +148,12 @@ mod tests {
     fn the_switch_waits_for_nonmono_epochs_without_improvement() {
         // Fewer than nonmono + 1 earlier epochs: never.
         assert!(!should_switch(&[5.0, 4.0], 9.0, 2));
-        // Worse than the best of all but the last two: switch.
-        assert!(should_switch(&[5.0, 4.0, 4.5], 4.2, 2));
-        // Better than that best: keep going.
-        assert!(!should_switch(&[5.0, 4.0, 4.5], 3.9, 2));
+        // Worse than the best of all but the last two (4.0): switch.
+        assert!(should_switch(&[4.0, 5.0, 4.5], 4.2, 2));
+        // Better than that best: keep going, however the last two went.
+        assert!(!should_switch(&[4.0, 5.0, 4.5], 3.9, 2));
+        // Only epochs before the last `nonmono` count: 3.0 is one of the last two.
+        assert!(!should_switch(&[5.0, 4.0, 3.0], 4.5, 2));
         assert!(should_switch(&[5.0, 4.0, 3.0, 3.5, 3.6], 3.9, 2));
     }
 }

@@ -964,6 +964,114 @@ mod tests {
         assert_eq!(back, s);
     }
 
+    /// The AWD-LSTM presets hold the paper's settings, and their tied top layer validates.
+    #[test]
+    fn awd_presets_hold_the_papers_settings() {
+        for (name, batch, dropout_input, dropout_hidden, epochs) in [
+            ("awd-ptb", 20, 0.4, 0.25, 500),
+            ("awd-wt2", 80, 0.65, 0.2, 750),
+        ] {
+            let s = TrainSettings::preset(name).unwrap();
+            let m = &s.model;
+            assert_eq!(m.hidden_sizes, vec![1150, 1150, 400], "{name}");
+            assert!(m.tie_weights && m.embedding_size == 400, "{name}");
+            assert_eq!(
+                (m.dropout, m.dropout_input, m.dropout_hidden),
+                (0.4, Some(dropout_input), Some(dropout_hidden)),
+                "{name}"
+            );
+            let r = &s.regularisation;
+            assert!(r.locked_dropout, "{name}");
+            assert_eq!(
+                (r.weight_drop, r.embedding_dropout, r.ar, r.tar),
+                (0.5, 0.1, 2.0, 1.0),
+                "{name}"
+            );
+            assert!(s.data.random_bptt && s.data.bptt == 70, "{name}");
+            assert_eq!(s.data.batch_size, batch, "{name}");
+            assert_eq!(s.train.epochs, epochs, "{name}");
+            let o = &s.optim;
+            assert_eq!(o.optimizer, OptimizerKind::Sgd, "{name}");
+            assert_eq!(
+                (o.lr, o.clip, o.weight_decay),
+                (30.0, Some(0.25), Some(1.2e-6))
+            );
+            assert!(o.nt_asgd && o.nonmono == 5, "{name}");
+            let config = m.model_config(10_000);
+            config.validate().unwrap();
+            assert_eq!(config.top_hidden_size(), 400);
+            assert_eq!(
+                (
+                    config.dropout_embedding,
+                    config.dropout_between,
+                    config.dropout_output
+                ),
+                (dropout_input, dropout_hidden, 0.4)
+            );
+        }
+    }
+
+    /// A config.json from before the regularisation settings loads with all of them off, and
+    /// the new settings are checked.
+    #[test]
+    fn regularisation_settings_default_off_and_are_checked() {
+        let s = TrainSettings::default();
+        let mut old = serde_json::to_value(&s).unwrap();
+        old.as_object_mut().unwrap().remove("regularisation");
+        for (section, key) in [
+            ("data", "random_bptt"),
+            ("model", "hidden_sizes"),
+            ("model", "dropout_input"),
+            ("model", "dropout_hidden"),
+            ("optim", "nt_asgd"),
+            ("optim", "nonmono"),
+        ] {
+            old[section].as_object_mut().unwrap().remove(key);
+        }
+        let back: TrainSettings = serde_json::from_value(old).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(
+            s.regularisation.model_regularisation(),
+            lstm_lm_model::regularisation::Regularisation::default()
+        );
+        assert!(!s.regularisation.activation_penalty().is_on());
+        let check = |assignment: &str, needle: &str| {
+            let e = s
+                .set(assignment)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{assignment}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        };
+        check(
+            "regularisation.weight_drop=1.0",
+            "regularisation.weight_drop = 1 must be in [0, 1)",
+        );
+        check("regularisation.embedding_dropout=-0.1", "must be in [0, 1)");
+        check(
+            "model.dropout_input=1.5",
+            "model.dropout_input = 1.5 must be in [0, 1)",
+        );
+        check(
+            "regularisation.ar=-1",
+            "regularisation.ar = -1 must be a finite number >= 0",
+        );
+        check(
+            "model.hidden_sizes=[8, 8]",
+            "model.hidden_sizes has 2 entries but model.num_layers is 1",
+        );
+        let ngram = s.set("data.recipe=ngram").unwrap();
+        for key in ["regularisation.tar=1", "data.random_bptt=true"] {
+            let e = ngram.set(key).unwrap().validate().unwrap_err().to_string();
+            assert!(
+                e.contains("applies to the stream recipe only"),
+                "{key}: {e}"
+            );
+        }
+    }
+
     #[test]
     fn tying_with_different_sizes_is_rejected() {
         let mut s = TrainSettings::default();
