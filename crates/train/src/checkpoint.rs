@@ -287,9 +287,12 @@ impl Checkpoint {
         } else {
             None
         };
+        // Averaging may have been switched on at the end of the last epoch, before any step.
         let averaged = match trainer.asgd {
-            Some(_) => Some(load_weights(&dir.join(AVERAGED_FILE), config, device)?),
-            None => None,
+            Some(p) if p.averaged_steps > 0 => {
+                Some(load_weights(&dir.join(AVERAGED_FILE), config, device)?)
+            }
+            _ => None,
         };
         Ok(LoadedCheckpoint {
             model,
