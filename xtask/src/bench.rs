@@ -157,6 +157,8 @@ pub struct BenchOneArgs {
 #[derive(Debug, Clone)]
 struct Measured {
     value: f64,
+    /// CPU milliseconds per iteration (`cpu_ms`), when the line has them.
+    cpu_ms: Option<f64>,
     peak_rss_mb: f64,
     line: String,
 }
@@ -323,14 +325,24 @@ fn print_regularisation_ratios(table: &[Row]) {
             .zip(plain)
             .map(|((a, _), (p, _))| a.value / p.value)
             .collect();
-        println!(
-            "ratio {config}/lm backend={backend} speed={:.2} (rounds: {}) (regularised step / plain step, throughput: 1.00 = no cost)",
-            median(&ratios),
-            ratios
-                .iter()
+        // CPU time per step is steadier than wall time on a shared machine.
+        let cpu: Vec<f64> = awd
+            .iter()
+            .zip(plain)
+            .filter_map(|((a, _), (p, _))| Some(a.cpu_ms? / p.cpu_ms?))
+            .collect();
+        let list = |v: &[f64]| {
+            v.iter()
                 .map(|r| format!("{r:.2}"))
                 .collect::<Vec<_>>()
                 .join(" ")
+        };
+        println!(
+            "ratio {config}/lm backend={backend} speed={:.2} (rounds: {}) cpu_per_step={:.2} (rounds: {}) (regularised / plain: speed 1.00 and cpu 1.00 = no cost)",
+            median(&ratios),
+            list(&ratios),
+            median(&cpu),
+            list(&cpu)
         );
     }
 }
@@ -393,6 +405,7 @@ fn measure(mut cmd: Command, prefix: &str) -> Result<Measured> {
     let peak_rss_mb = peak_kb as f64 / 1024.0;
     Ok(Measured {
         value,
+        cpu_ms: field("cpu_ms"),
         peak_rss_mb,
         line: format!("{line} peak_rss_mb={peak_rss_mb:.0}"),
     })

@@ -122,11 +122,20 @@ fn regularised_model_overfits_less_than_the_plain_one_at_the_same_budget() {
     let last = |c: &[(f64, f64)]| *c.last().unwrap();
     let best_valid = |c: &[(f64, f64)]| c.iter().map(|x| x.1).reduce(f64::min).unwrap();
     // The plain model overfits: its validation loss ends well above its best.
-    assert!(last(p).1 > best_valid(p) + 0.1, "plain does not overfit: {p:?}");
+    assert!(
+        last(p).1 > best_valid(p) + 0.1,
+        "plain does not overfit: {p:?}"
+    );
     // The regularised one ends lower on validation, with a smaller train/valid gap, and its
     // best epoch beats the plain model's best.
-    assert!(last(r).1 < last(p).1, "valid: regularised {r:?} plain {p:?}");
-    assert!(best_valid(r) < best_valid(p), "best: regularised {r:?} plain {p:?}");
+    assert!(
+        last(r).1 < last(p).1,
+        "valid: regularised {r:?} plain {p:?}"
+    );
+    assert!(
+        best_valid(r) < best_valid(p),
+        "best: regularised {r:?} plain {p:?}"
+    );
     let gap = |c: &[(f64, f64)]| last(c).1 - last(c).0;
     assert!(gap(r) < gap(p), "gap: regularised {r:?} plain {p:?}");
 }
