@@ -426,7 +426,18 @@ impl Plan {
                 "model     {:?} {}x{}, embedding {}, dropout {}, tied {}, {:?} tokens",
                 m.cell,
                 m.num_layers,
-                m.hidden_size,
+                if m.hidden_sizes.is_empty() {
+                    m.hidden_size.to_string()
+                } else {
+                    format!(
+                        "({})",
+                        m.hidden_sizes
+                            .iter()
+                            .map(|h| h.to_string())
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    )
+                },
                 m.embedding_size,
                 m.dropout,
                 m.tie_weights,
