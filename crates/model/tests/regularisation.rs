@@ -194,3 +194,37 @@ fn weight_drop_reaches_the_fused_kernel_as_an_input_and_its_gradient_through_the
     assert!(zero_where_dropped, "dropped entries get no gradient");
     assert!(g_param.iter().any(|g| *g != 0.0));
 }
+
+/// Generation's host path reads per-layer widths: step by step it gives the tensor model's
+/// logits for the AWD shape (the LSTM of the widest layer split across threads, the others not),
+/// GRU included.
+#[test]
+fn host_generation_follows_per_layer_sizes() {
+    use lstm_lm_model::fused::HostLanguageModel;
+    let device = Device::flex();
+    device.seed(2);
+    for (cell, sizes) in [
+        (CellKind::Lstm, vec![300, 40, 8]),
+        (CellKind::Gru, vec![12, 10, 8]),
+    ] {
+        let model = awd_shape()
+            .with_cell(cell)
+            .with_hidden_sizes(Some(sizes))
+            .init(&device)
+            .unwrap();
+        let (logits, _) = model.forward(ids(&device), None);
+        let want = values(logits);
+        let host = HostLanguageModel::new(&model);
+        let mut state = host.zero_state();
+        let row: Vec<i64> = (0..8).map(|i| (i * 7 % 50) as i64).collect();
+        for (t, &id) in row.iter().enumerate() {
+            host.step(id as u32, &mut state);
+            assert_close(
+                &format!("{cell:?} step {t}"),
+                state.logits(),
+                &want[t * 50..(t + 1) * 50],
+                1e-4,
+            );
+        }
+    }
+}
