@@ -827,7 +827,7 @@ mod tests {
 
     #[test]
     fn to_toml_reads_back_as_the_same_settings() {
-        for name in ["seed", "char-rnn", "wt2-small"] {
+        for name in ["seed", "char-rnn", "wt2-small", "awd-ptb"] {
             let mut s = TrainSettings::preset(name).unwrap();
             s.train.checkpoint_every = CheckpointEvery::Steps(500);
             let text = s.to_toml().unwrap();
