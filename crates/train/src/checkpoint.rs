@@ -406,7 +406,9 @@ fn state_from_bytes(
         )));
     }
     let mut batch = None;
-    let mut raw: Vec<(&[u8], Option<&[u8]>, usize)> = Vec::with_capacity(config.num_layers);
+    // Per layer: the hidden and cell bytes and the layer's width.
+    type LayerBytes<'a> = (&'a [u8], Option<&'a [u8]>, usize);
+    let mut raw: Vec<LayerBytes> = Vec::with_capacity(config.num_layers);
     for k in 0..config.num_layers {
         let h = config.layer_hidden_size(k);
         let hidden = state_tensor(&file, &format!("layers.{k}.hidden"), h, &mut batch, &bad)?;
