@@ -259,6 +259,7 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
         "lstm 2x128",
         "rmsprop lr 0.002",
         "training  3 epochs (whole epochs), batch 50, bptt 50",
+        "regularise none",
         "summary.json",
         "no published figure",
         "dry run",
