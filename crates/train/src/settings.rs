@@ -529,7 +529,8 @@ impl TrainSettings {
     }
 
     /// The settings as a TOML document with the sections `[data]`, `[model]`, `[optim]`,
-    /// `[schedule]` and `[train]`: what `--config` reads, so it repeats these settings.
+    /// `[schedule]`, `[train]` and `[regularisation]`: what `--config` reads, so it repeats
+    /// these settings.
     pub fn to_toml(&self) -> Result<String, TrainError> {
         toml::to_string(self)
             .map_err(|e| TrainError::Settings(format!("cannot write the settings as TOML: {e}")))
