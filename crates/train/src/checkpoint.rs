@@ -3,7 +3,8 @@
 //! A checkpoint folder holds `model.bpk` and `optimizer.bpk` (burnpack), `trainer.json` (the
 //! loop position, tagged [`TRAINER_FORMAT`]) and, when the stream recipe carries state into
 //! the next batch, `state.safetensors` (tensors `layers.{k}.hidden` and `layers.{k}.cell`,
-//! `[batch, hidden]` f32, tagged [`STATE_FORMAT`] in the safetensors metadata).
+//! `[batch, hidden]` f32, tagged [`STATE_FORMAT`] in the safetensors metadata) and, once
+//! NT-ASGD has averaged a step, `averaged.bpk` (the running mean of the weights).
 //! `checkpoint.json` (tagged [`POINTER_FORMAT`]) names the newest complete folder.
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
