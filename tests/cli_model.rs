@@ -1247,3 +1247,62 @@ fn embed_and_similar_refuse_bad_input_in_one_line() {
         assert_clean_error(&lstm_lm(&args, dir), needle);
     }
 }
+
+/// AWD-LSTM's flags set their settings (as `--print-config` shows), bad values are one-line
+/// errors naming the setting, and the `awd-ptb` preset prints its three per-layer widths.
+#[test]
+fn awd_flags_set_their_settings_and_bad_values_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let o = lstm_lm(
+        &[
+            "train",
+            "--locked-dropout",
+            "--weight-drop",
+            "0.3",
+            "--embedding-dropout",
+            "0.1",
+            "--ar",
+            "2",
+            "--tar",
+            "1",
+            "--random-bptt",
+            "--nt-asgd",
+            "--print-config",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = stdout(&o);
+    for want in [
+        "[regularisation]\nlocked_dropout = true\nweight_drop = 0.3\nembedding_dropout = 0.1\nar = 2.0\ntar = 1.0",
+        "random_bptt = true",
+        "nt_asgd = true",
+        "nonmono = 5",
+    ] {
+        assert!(printed.contains(want), "{want:?} not in {printed}");
+    }
+    let o = lstm_lm(&["train", "--preset", "awd-ptb", "--print-config"], dir);
+    assert!(
+        stdout(&o).contains("hidden_sizes = [1150, 1150, 400]"),
+        "{}",
+        stdout(&o)
+    );
+    assert_clean_error(
+        &lstm_lm(&["train", "--weight-drop", "1.5", "--print-config"], dir),
+        "regularisation.weight_drop = 1.5 must be in [0, 1)",
+    );
+    assert_clean_error(
+        &lstm_lm(
+            &[
+                "train",
+                "--recipe",
+                "ngram",
+                "--random-bptt",
+                "--print-config",
+            ],
+            dir,
+        ),
+        "data.random_bptt applies to the stream recipe only",
+    );
+}

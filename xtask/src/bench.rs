@@ -15,7 +15,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use lstm_lm_model::burn::optim::GradientsParams;
 use lstm_lm_model::burn::tensor::Device;
+use lstm_lm_model::regularisation::Regularisation;
 use lstm_lm_model::{BackendKind, CellKind, LanguageModelConfig, device_for};
+use lstm_lm_train::activation_reg::ActivationPenalty;
 use lstm_lm_train::data::{ids_tensor, targets_tensor};
 use lstm_lm_train::loss::projected_cross_entropy;
 use lstm_lm_train::optim::{build_optimizer, clip_global_norm};
@@ -35,6 +37,11 @@ pub enum BenchConfig {
     Seed,
     /// Embedding(10000,256) → 2×LSTM 256 → Linear on every step; T=35, batch 32, Adam, clip 0.25.
     Lm,
+    /// The `lm` step with AWD-LSTM's regularisers on (locked dropout 0.4 on the embedding
+    /// output, between layers and on the output, weight drop 0.5, embedding dropout 0.1, AR 2,
+    /// TAR 1): with `lm` in the same run, the ratio of the two is printed (not in `all`; no
+    /// PyTorch counterpart).
+    LmAwd,
     /// The `lm` model, batch 1: a 20-token prompt, then 200 sampled tokens.
     Gen,
     /// A 5-gram Kneser-Ney model of WikiText-2's training text (2M tokens): tokenizer fit,
@@ -57,6 +64,7 @@ impl BenchConfig {
         match self {
             BenchConfig::Seed => "seed",
             BenchConfig::Lm => "lm",
+            BenchConfig::LmAwd => "lm-awd",
             BenchConfig::Gen => "gen",
             BenchConfig::Neighbors => "neighbors",
             BenchConfig::Eval => "eval",
@@ -164,6 +172,8 @@ pub struct BenchOneArgs {
 #[derive(Debug, Clone)]
 struct Measured {
     value: f64,
+    /// CPU milliseconds per iteration (`cpu_ms`), when the line has them.
+    cpu_ms: Option<f64>,
     peak_rss_mb: f64,
     line: String,
 }
@@ -280,6 +290,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     print_ratios_to_eval(&table);
+    print_regularisation_ratios(&table);
     if torch.is_some() {
         println!(
             "# ratios lstm-lm / torch (throughput: higher is better; memory: lower is better){}",
@@ -327,12 +338,7 @@ fn print_ratios_to_eval(table: &[Row]) {
             continue;
         };
         // Wall-clock throughput, and CPU time per token (steadier on a busy machine).
-        let cpu_ms = |m: &Measured| -> f64 {
-            m.line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("cpu_ms=")?.parse().ok())
-                .unwrap_or(f64::NAN)
-        };
+        let cpu_ms = |m: &Measured| m.cpu_ms.unwrap_or(f64::NAN);
         let ratios: Vec<f64> = rounds
             .iter()
             .zip(eval)
@@ -355,6 +361,40 @@ fn print_ratios_to_eval(table: &[Row]) {
             list(&ratios),
             median(&cpu_ratios),
             list(&cpu_ratios)
+        );
+    }
+}
+
+/// With `lm` and `lm-awd` in the same run: the regularised step's throughput over the plain
+/// one's, per round (each round measures both, one after the other).
+fn print_regularisation_ratios(table: &[Row]) {
+    for (config, backend, awd) in table.iter().filter(|r| r.0 == "lm-awd") {
+        let Some((_, _, plain)) = table.iter().find(|r| r.0 == "lm" && &r.1 == backend) else {
+            continue;
+        };
+        let ratios: Vec<f64> = awd
+            .iter()
+            .zip(plain)
+            .map(|((a, _), (p, _))| a.value / p.value)
+            .collect();
+        // CPU time per step is steadier than wall time on a shared machine.
+        let cpu: Vec<f64> = awd
+            .iter()
+            .zip(plain)
+            .filter_map(|((a, _), (p, _))| Some(a.cpu_ms? / p.cpu_ms?))
+            .collect();
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "ratio {config}/lm backend={backend} speed={:.2} (rounds: {}) cpu_per_step={:.2} (rounds: {}) (regularised / plain: speed 1.00 and cpu 1.00 = no cost)",
+            median(&ratios),
+            list(&ratios),
+            median(&cpu),
+            list(&cpu)
         );
     }
 }
@@ -417,6 +457,7 @@ fn measure(mut cmd: Command, prefix: &str) -> Result<Measured> {
     let peak_rss_mb = peak_kb as f64 / 1024.0;
     Ok(Measured {
         value,
+        cpu_ms: field("cpu_ms"),
         peak_rss_mb,
         line: format!("{line} peak_rss_mb={peak_rss_mb:.0}"),
     })
@@ -487,7 +528,16 @@ pub fn run_one(args: &BenchOneArgs) -> Result<()> {
     let (unit, work, (wall, cpu)) = lstm_lm_train::on_pool(|| -> Result<_> {
         Ok(match args.config {
             BenchConfig::Seed => ("seq_per_s", 128usize, bench_seed(args, &device, &mut rng)?),
-            BenchConfig::Lm => ("tok_per_s", 32 * 35, bench_lm(args, &device, &mut rng)?),
+            BenchConfig::Lm => (
+                "tok_per_s",
+                32 * 35,
+                bench_lm(args, &device, &mut rng, false)?,
+            ),
+            BenchConfig::LmAwd => (
+                "tok_per_s",
+                32 * 35,
+                bench_lm(args, &device, &mut rng, true)?,
+            ),
             BenchConfig::Gen => ("tok_per_s", 200, bench_gen(args, &device, &mut rng)?),
             BenchConfig::Neighbors => (
                 "query_per_s",
@@ -586,15 +636,37 @@ fn bench_seed(
 }
 
 /// word_language_model shape: truncated BPTT over column streams, state carried and detached,
-/// the loss on every position, global-norm clipping 0.25, Adam.
+/// the loss on every position, global-norm clipping 0.25, Adam. With `awd`, AWD-LSTM's
+/// regularisers as the trainer applies them (see [`BenchConfig::LmAwd`]).
 fn bench_lm(
     args: &BenchOneArgs,
     device: &Device,
     rng: &mut ChaCha8Rng,
+    awd: bool,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let (batch, time, windows) = (32, 35, 16);
     let train = device.clone().autodiff();
-    let mut model = Some(lm_config().init(&train)?);
+    let (config, regularisation, penalty) = if awd {
+        (
+            lm_config()
+                .with_dropout_embedding(0.4)
+                .with_dropout_between(0.4)
+                .with_dropout_output(0.4),
+            Regularisation {
+                locked_dropout: true,
+                weight_drop: 0.5,
+                embedding_dropout: 0.1,
+            },
+            ActivationPenalty { ar: 2.0, tar: 1.0 },
+        )
+    } else {
+        (
+            lm_config(),
+            Regularisation::default(),
+            ActivationPenalty::default(),
+        )
+    };
+    let mut model = Some(config.init(&train)?.with_regularisation(regularisation));
     let mut optimizer = build_optimizer(&OptimSettings {
         optimizer: OptimizerKind::Adam,
         lr: 1e-3,
@@ -629,10 +701,15 @@ fn bench_lm(
         let (x, y) = &pool[it % pool.len()];
         it += 1;
         let m = model.take().expect("model is put back after every step");
-        let (hidden, next) = m.hidden_states(x.clone(), state.take());
-        let hidden = hidden.reshape([batch * time, 256]);
+        let (top, next) = m.regularised_hidden_states(x.clone(), state.take());
+        let extra = penalty.penalty(&top);
+        let hidden = top.dropped.reshape([batch * time, 256]);
         let (loss, _) = projected_cross_entropy(&m, hidden, y.clone(), None);
-        let mut grads = GradientsParams::from_grads(loss.clone().backward(), &m);
+        let objective = match extra {
+            Some(p) => loss.clone() + p,
+            None => loss.clone(),
+        };
+        let mut grads = GradientsParams::from_grads(objective.backward(), &m);
         clip_global_norm(&m, &mut grads, 0.25);
         model = Some(optimizer.step(1e-3, m, grads));
         state = Some(next.detach());

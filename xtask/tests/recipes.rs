@@ -170,6 +170,8 @@ fn recipe_table_is_complete_and_every_preset_validates() {
         "ptb-medium",
         "tang-poetry",
         "zh-word",
+        "awd-ptb",
+        "awd-wt2",
     ]
     .into_iter()
     .collect();
@@ -203,6 +205,8 @@ fn recipe_table_is_complete_and_every_preset_validates() {
     assert_eq!(by("ptb-small").published.test_ppl, Some(114.5));
     assert_eq!(by("ptb-medium").published.test_ppl, Some(82.7));
     assert_eq!(by("wt2-medium").published.test_ppl, Some(86.68));
+    assert_eq!(by("awd-ptb").published.test_ppl, Some(57.3));
+    assert_eq!(by("awd-wt2").published.test_ppl, Some(65.8));
     assert_eq!(by("char-rnn").published.test_ppl, None);
     assert_eq!(by("wt2-small").published.test_ppl, None);
 
@@ -255,6 +259,7 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
         "lstm 2x128",
         "rmsprop lr 0.002",
         "training  3 epochs (whole epochs), batch 50, bptt 50",
+        "regularise none",
         "summary.json",
         "no published figure",
         "dry run",

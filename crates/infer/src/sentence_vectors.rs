@@ -92,8 +92,9 @@ impl LoadedRun {
             LayerChoice::Layer(k) if k >= layers => Err(InferError::Input(format!(
                 "--layer {k}: this model has {layers} layer(s), numbered from 0"
             ))),
-            LayerChoice::All => Ok(layers * self.model.hidden_size()),
-            _ => Ok(self.model.hidden_size()),
+            LayerChoice::All => Ok(self.model.layer_hidden_sizes().iter().sum()),
+            LayerChoice::Layer(k) => Ok(self.model.layer_hidden_sizes()[k]),
+            LayerChoice::Top => Ok(self.model.hidden_size()),
         }
     }
 
@@ -110,7 +111,6 @@ impl LoadedRun {
                 .map(|_| Err(InferError::Input(e.to_string())))
                 .collect();
         }
-        let hidden = self.model.hidden_size();
         let context = self.start_context();
         let prepared: Vec<Result<Vec<u32>, InferError>> = texts
             .iter()
@@ -142,7 +142,8 @@ impl LoadedRun {
                         .flat_map(|values| {
                             pool(
                                 values,
-                                hidden,
+                                // Layers may differ in width (AWD-LSTM's shape).
+                                values.len() / (rows * width).max(1),
                                 k,
                                 width,
                                 context.len(),

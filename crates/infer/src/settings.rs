@@ -24,6 +24,41 @@ pub struct TrainSettings {
     pub schedule: ScheduleSettings,
     /// Loop, validation, checkpoints.
     pub train: LoopSettings,
+    /// AWD-LSTM's regularisers (all off by default).
+    pub regularisation: RegularisationSettings,
+}
+
+/// AWD-LSTM's regularisers (Merity, Keskar & Socher 2017); every one is off by default, and
+/// none changes evaluation or the saved weights. The dropout probabilities themselves are
+/// `model.dropout`, `model.dropout_input` and `model.dropout_hidden`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegularisationSettings {
+    /// Variational dropout: the embedding-output, between-layer and output dropouts use one
+    /// mask per sequence shared by all its steps. Default false.
+    pub locked_dropout: bool,
+    /// DropConnect on every hidden-to-hidden matrix, one mask per batch (AWD-LSTM's `wdrop`).
+    /// Default 0.
+    pub weight_drop: f64,
+    /// Whole words dropped from the embedding, one mask per batch (AWD-LSTM's `dropoute`).
+    /// Default 0.
+    pub embedding_dropout: f64,
+    /// Activation regularisation coefficient (AWD-LSTM's `alpha`; stream recipe). Default 0.
+    pub ar: f64,
+    /// Temporal activation regularisation coefficient (AWD-LSTM's `beta`; stream recipe).
+    /// Default 0.
+    pub tar: f64,
+}
+
+impl RegularisationSettings {
+    /// The regularisers the model applies while training.
+    pub fn model_regularisation(&self) -> lstm_lm_model::regularisation::Regularisation {
+        lstm_lm_model::regularisation::Regularisation {
+            locked_dropout: self.locked_dropout,
+            weight_drop: self.weight_drop,
+            embedding_dropout: self.embedding_dropout,
+        }
+    }
 }
 
 /// Which tokenizer to fit on the training text.
@@ -78,6 +113,10 @@ pub struct DataSettings {
     pub eval_batch_size: usize,
     /// Unrolled steps per window (stream recipe). Default 35.
     pub bptt: usize,
+    /// Draw each window's length around `bptt` (AWD-LSTM: mean `bptt` with probability 0.95,
+    /// else `bptt / 2`, standard deviation 5, at least 5) and scale the step's learning rate
+    /// by length / `bptt` (stream recipe). Default false.
+    pub random_bptt: bool,
     /// Longest n-gram input kept, counted in tokens of the prefix (ngram recipe; none = longest line).
     pub max_len: Option<usize>,
     /// Keras `num_words` (keras-word only).
@@ -119,6 +158,7 @@ impl Default for DataSettings {
             batch_size: 20,
             eval_batch_size: 10,
             bptt: 35,
+            random_bptt: false,
             max_len: None,
             num_words: None,
             oov_token: None,
@@ -142,9 +182,19 @@ pub struct ModelSettings {
     pub hidden_size: usize,
     /// Stacked layers. Default 1.
     pub num_layers: usize,
+    /// Hidden width of each layer, bottom first, when they differ (AWD-LSTM: `[1150, 1150,
+    /// 400]`, the last equal to `embedding_size` when tied); one entry per layer. Default
+    /// empty: every layer has `hidden_size`.
+    pub hidden_sizes: Vec<usize>,
     /// Dropout on embeddings, between layers and on the output (pytorch/examples uses one
     /// value for all three). Default 0.
     pub dropout: f64,
+    /// Dropout on the embedding output instead of `dropout` (AWD-LSTM's `dropouti`); none =
+    /// `dropout`.
+    pub dropout_input: Option<f64>,
+    /// Dropout between recurrent layers instead of `dropout` (AWD-LSTM's `dropouth`); none =
+    /// `dropout`.
+    pub dropout_hidden: Option<f64>,
     /// Tie embedding and output weights. Default false.
     pub tie_weights: bool,
     /// Uniform initialisation half-width for embedding and output weights. Default 0.1.
@@ -158,7 +208,10 @@ impl Default for ModelSettings {
             embedding_size: 128,
             hidden_size: 128,
             num_layers: 1,
+            hidden_sizes: Vec::new(),
             dropout: 0.0,
+            dropout_input: None,
+            dropout_hidden: None,
             tie_weights: false,
             init_range: 0.1,
         }
@@ -173,8 +226,9 @@ impl ModelSettings {
             .with_embedding_size(self.embedding_size)
             .with_hidden_size(self.hidden_size)
             .with_num_layers(self.num_layers)
-            .with_dropout_embedding(self.dropout)
-            .with_dropout_between(self.dropout)
+            .with_hidden_sizes((!self.hidden_sizes.is_empty()).then(|| self.hidden_sizes.clone()))
+            .with_dropout_embedding(self.dropout_input.unwrap_or(self.dropout))
+            .with_dropout_between(self.dropout_hidden.unwrap_or(self.dropout))
             .with_dropout_output(self.dropout)
             .with_tie_weights(self.tie_weights)
             .with_init_range(self.init_range)
@@ -217,6 +271,12 @@ pub struct OptimSettings {
     pub betas: [f64; 2],
     /// Epsilon (Adam, AdamW, RMSprop). Default 1e-8 (PyTorch); Keras uses 1e-7.
     pub epsilon: f64,
+    /// NT-ASGD (AWD-LSTM): once validation has not improved on the best loss from before the
+    /// last `nonmono` epochs, evaluate and save the running mean of the weights after every
+    /// step from then on (averaged SGD). Default false.
+    pub nt_asgd: bool,
+    /// NT-ASGD's patience in epochs. Default 5 (AWD-LSTM).
+    pub nonmono: usize,
 }
 
 impl Default for OptimSettings {
@@ -230,6 +290,8 @@ impl Default for OptimSettings {
             alpha: 0.99,
             betas: [0.9, 0.999],
             epsilon: 1e-8,
+            nt_asgd: false,
+            nonmono: 5,
         }
     }
 }
@@ -425,6 +487,8 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("ptb-medium", include_str!("../presets/ptb-medium.toml")),
     ("tang-poetry", include_str!("../presets/tang-poetry.toml")),
     ("zh-word", include_str!("../presets/zh-word.toml")),
+    ("awd-ptb", include_str!("../presets/awd-ptb.toml")),
+    ("awd-wt2", include_str!("../presets/awd-wt2.toml")),
 ];
 
 impl TrainSettings {
@@ -457,7 +521,8 @@ impl TrainSettings {
     }
 
     /// The settings as a TOML document with the sections `[data]`, `[model]`, `[optim]`,
-    /// `[schedule]` and `[train]`: what `--config` reads, so it repeats these settings.
+    /// `[schedule]`, `[train]` and `[regularisation]`: what `--config` reads, so it repeats
+    /// these settings.
     pub fn to_toml(&self) -> Result<String, InferError> {
         toml::to_string(self)
             .map_err(|e| InferError::Settings(format!("cannot write the settings as TOML: {e}")))
@@ -576,11 +641,64 @@ impl TrainSettings {
         if s.kind == ScheduleKind::Plateau && !(s.factor > 0.0 && s.factor < 1.0) {
             return bad(format!("schedule.factor = {} must be in (0, 1)", s.factor));
         }
+        self.check_regularisation()?;
         self.check_limits()?;
         self.model
             .model_config(2)
             .validate()
             .map_err(|e| InferError::Settings(e.to_string()))?;
+        Ok(())
+    }
+
+    /// AWD-LSTM's settings: probabilities in [0, 1), finite non-negative coefficients, the
+    /// stream recipe where a setting needs one.
+    fn check_regularisation(&self) -> Result<(), InferError> {
+        let bad = |m: String| Err(InferError::Settings(m));
+        let r = &self.regularisation;
+        let m = &self.model;
+        let probabilities = [
+            ("regularisation.weight_drop", Some(r.weight_drop)),
+            (
+                "regularisation.embedding_dropout",
+                Some(r.embedding_dropout),
+            ),
+            ("model.dropout_input", m.dropout_input),
+            ("model.dropout_hidden", m.dropout_hidden),
+        ];
+        for (name, p) in probabilities {
+            if let Some(p) = p
+                && !(0.0..1.0).contains(&p)
+            {
+                return bad(format!("{name} = {p} must be in [0, 1)"));
+            }
+        }
+        for (name, c) in [("regularisation.ar", r.ar), ("regularisation.tar", r.tar)] {
+            if !(c >= 0.0 && c.is_finite()) {
+                return bad(format!("{name} = {c} must be a finite number >= 0"));
+            }
+        }
+        let stream_only = [
+            ("regularisation.ar", r.ar != 0.0),
+            ("regularisation.tar", r.tar != 0.0),
+            ("data.random_bptt", self.data.random_bptt),
+        ];
+        for (name, on) in stream_only {
+            if on && self.data.recipe != Recipe::Stream {
+                return bad(format!(
+                    "{name} applies to the stream recipe only: set data.recipe = \"stream\" or turn it off"
+                ));
+            }
+        }
+        if self.optim.nt_asgd && self.optim.nonmono == 0 {
+            return bad("optim.nonmono must be at least 1 with optim.nt_asgd".into());
+        }
+        if !m.hidden_sizes.is_empty() && m.hidden_sizes.len() != m.num_layers {
+            return bad(format!(
+                "model.hidden_sizes has {} entries but model.num_layers is {}: give one width per layer",
+                m.hidden_sizes.len(),
+                m.num_layers
+            ));
+        }
         Ok(())
     }
 
@@ -702,7 +820,7 @@ mod tests {
 
     #[test]
     fn to_toml_reads_back_as_the_same_settings() {
-        for name in ["seed", "char-rnn", "wt2-small"] {
+        for name in ["seed", "char-rnn", "wt2-small", "awd-ptb"] {
             let mut s = TrainSettings::preset(name).unwrap();
             s.train.checkpoint_every = CheckpointEvery::Steps(500);
             let text = s.to_toml().unwrap();
@@ -837,6 +955,114 @@ mod tests {
         data.remove("segment");
         let back: TrainSettings = serde_json::from_value(old).unwrap();
         assert_eq!(back, s);
+    }
+
+    /// The AWD-LSTM presets hold the paper's settings, and their tied top layer validates.
+    #[test]
+    fn awd_presets_hold_the_papers_settings() {
+        for (name, batch, dropout_input, dropout_hidden, epochs) in [
+            ("awd-ptb", 20, 0.4, 0.25, 500),
+            ("awd-wt2", 80, 0.65, 0.2, 750),
+        ] {
+            let s = TrainSettings::preset(name).unwrap();
+            let m = &s.model;
+            assert_eq!(m.hidden_sizes, vec![1150, 1150, 400], "{name}");
+            assert!(m.tie_weights && m.embedding_size == 400, "{name}");
+            assert_eq!(
+                (m.dropout, m.dropout_input, m.dropout_hidden),
+                (0.4, Some(dropout_input), Some(dropout_hidden)),
+                "{name}"
+            );
+            let r = &s.regularisation;
+            assert!(r.locked_dropout, "{name}");
+            assert_eq!(
+                (r.weight_drop, r.embedding_dropout, r.ar, r.tar),
+                (0.5, 0.1, 2.0, 1.0),
+                "{name}"
+            );
+            assert!(s.data.random_bptt && s.data.bptt == 70, "{name}");
+            assert_eq!(s.data.batch_size, batch, "{name}");
+            assert_eq!(s.train.epochs, epochs, "{name}");
+            let o = &s.optim;
+            assert_eq!(o.optimizer, OptimizerKind::Sgd, "{name}");
+            assert_eq!(
+                (o.lr, o.clip, o.weight_decay),
+                (30.0, Some(0.25), Some(1.2e-6))
+            );
+            assert!(o.nt_asgd && o.nonmono == 5, "{name}");
+            let config = m.model_config(10_000);
+            config.validate().unwrap();
+            assert_eq!(config.top_hidden_size(), 400);
+            assert_eq!(
+                (
+                    config.dropout_embedding,
+                    config.dropout_between,
+                    config.dropout_output
+                ),
+                (dropout_input, dropout_hidden, 0.4)
+            );
+        }
+    }
+
+    /// A config.json from before the regularisation settings loads with all of them off, and
+    /// the new settings are checked.
+    #[test]
+    fn regularisation_settings_default_off_and_are_checked() {
+        let s = TrainSettings::default();
+        let mut old = serde_json::to_value(&s).unwrap();
+        old.as_object_mut().unwrap().remove("regularisation");
+        for (section, key) in [
+            ("data", "random_bptt"),
+            ("model", "hidden_sizes"),
+            ("model", "dropout_input"),
+            ("model", "dropout_hidden"),
+            ("optim", "nt_asgd"),
+            ("optim", "nonmono"),
+        ] {
+            old[section].as_object_mut().unwrap().remove(key);
+        }
+        let back: TrainSettings = serde_json::from_value(old).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(
+            s.regularisation.model_regularisation(),
+            lstm_lm_model::regularisation::Regularisation::default()
+        );
+        assert!(s.regularisation.ar == 0.0 && s.regularisation.tar == 0.0);
+        let check = |assignment: &str, needle: &str| {
+            let e = s
+                .set(assignment)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{assignment}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        };
+        check(
+            "regularisation.weight_drop=1.0",
+            "regularisation.weight_drop = 1 must be in [0, 1)",
+        );
+        check("regularisation.embedding_dropout=-0.1", "must be in [0, 1)");
+        check(
+            "model.dropout_input=1.5",
+            "model.dropout_input = 1.5 must be in [0, 1)",
+        );
+        check(
+            "regularisation.ar=-1",
+            "regularisation.ar = -1 must be a finite number >= 0",
+        );
+        check(
+            "model.hidden_sizes=[8, 8]",
+            "model.hidden_sizes has 2 entries but model.num_layers is 1",
+        );
+        let ngram = s.set("data.recipe=ngram").unwrap();
+        for key in ["regularisation.tar=1", "data.random_bptt=true"] {
+            let e = ngram.set(key).unwrap().validate().unwrap_err().to_string();
+            assert!(
+                e.contains("applies to the stream recipe only"),
+                "{key}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -45,9 +45,13 @@ pub struct LanguageModelConfig {
     /// Embedding width.
     #[config(default = 128)]
     pub embedding_size: usize,
-    /// Hidden width of every recurrent layer.
+    /// Hidden width of every recurrent layer (of every layer but those `hidden_sizes` sets).
     #[config(default = 128)]
     pub hidden_size: usize,
+    /// Hidden width of each layer, bottom first, when they differ (AWD-LSTM: 1150, 1150, 400);
+    /// `None` (the default, and every config written before this field) gives every layer
+    /// `hidden_size`. Its length must be `num_layers`.
+    pub hidden_sizes: Option<Vec<usize>>,
     /// Number of stacked recurrent layers.
     #[config(default = 1)]
     pub num_layers: usize,
@@ -63,7 +67,8 @@ pub struct LanguageModelConfig {
     /// Dropout on the last recurrent layer's output, before the projection.
     #[config(default = 0.0)]
     pub dropout_output: f64,
-    /// Share the embedding matrix with the output projection (needs `embedding_size == hidden_size`).
+    /// Share the embedding matrix with the output projection (needs the top layer's hidden
+    /// width to equal `embedding_size`).
     #[config(default = false)]
     pub tie_weights: bool,
     /// Half-width of the uniform initialisation of embedding and output weights.
@@ -84,6 +89,19 @@ impl LanguageModelConfig {
     /// before gradients and optimizer state.
     pub const MAX_PARAMETERS: u64 = 1 << 31;
 
+    /// The hidden width of layer `k` (bottom layer 0).
+    pub fn layer_hidden_size(&self, k: usize) -> usize {
+        match &self.hidden_sizes {
+            Some(sizes) => sizes.get(k).copied().unwrap_or(self.hidden_size),
+            None => self.hidden_size,
+        }
+    }
+
+    /// The top layer's hidden width: the width of the vectors the output projection reads.
+    pub fn top_hidden_size(&self) -> usize {
+        self.layer_hidden_size(self.num_layers.saturating_sub(1))
+    }
+
     /// The number of parameters (weights and biases) the model would have, as
     /// `LanguageModel::num_params` counts them after [`init`](Self::init); computed without
     /// overflow for any sizes.
@@ -93,14 +111,24 @@ impl LanguageModelConfig {
             self.embedding_size as u128,
             self.hidden_size as u128,
         );
-        let gates = self.cell.gates() as u128 * hidden;
+        let gates = self.cell.gates() as u128;
         // Per layer: weight_ih [gates·hidden, input], weight_hh [gates·hidden, hidden], two biases.
-        let layer = |input: u128| gates * (input + hidden + 2);
-        let layers = match self.num_layers {
-            0 => 0,
-            n => layer(embedding) + (n as u128 - 1) * layer(hidden),
+        let layer = |input: u128, hidden: u128| gates * hidden * (input + hidden + 2);
+        let layers = match (&self.hidden_sizes, self.num_layers) {
+            (Some(sizes), _) => {
+                let mut input = embedding;
+                let mut total = 0;
+                for &h in sizes {
+                    total += layer(input, h as u128);
+                    input = h as u128;
+                }
+                total
+            }
+            (None, 0) => 0,
+            (None, n) => layer(embedding, hidden) + (n as u128 - 1) * layer(hidden, hidden),
         };
-        let output_weight = if self.tie_weights { 0 } else { vocab * hidden };
+        let top = self.top_hidden_size() as u128;
+        let output_weight = if self.tie_weights { 0 } else { vocab * top };
         vocab * embedding + layers + output_weight + vocab
     }
 
@@ -127,6 +155,23 @@ impl LanguageModelConfig {
                 return bad(format!("{name} = {value} is above the limit of {limit}"));
             }
         }
+        if let Some(sizes) = &self.hidden_sizes {
+            if sizes.len() != self.num_layers {
+                return bad(format!(
+                    "hidden_sizes has {} entries but num_layers is {}: give one width per layer",
+                    sizes.len(),
+                    self.num_layers
+                ));
+            }
+            for &h in sizes {
+                if h == 0 || h > Self::MAX_WIDTH {
+                    return bad(format!(
+                        "hidden_sizes entry {h} must be between 1 and {}",
+                        Self::MAX_WIDTH
+                    ));
+                }
+            }
+        }
         let parameters = self.num_parameters();
         if parameters > u128::from(Self::MAX_PARAMETERS) {
             return bad(format!(
@@ -143,10 +188,11 @@ impl LanguageModelConfig {
                 return bad(format!("{name} = {p} must be in [0, 1)"));
             }
         }
-        if self.tie_weights && self.embedding_size != self.hidden_size {
+        if self.tie_weights && self.embedding_size != self.top_hidden_size() {
             return bad(format!(
-                "tie_weights needs embedding_size == hidden_size, got {} and {}: set both to the same value or turn tying off",
-                self.embedding_size, self.hidden_size
+                "tie_weights needs embedding_size == hidden_size of the top layer, got {} and {}: set both to the same value or turn tying off",
+                self.embedding_size,
+                self.top_hidden_size()
             ));
         }
         // Far outside any useful value on both sides, and inside what the f32 uniform draw

@@ -3,7 +3,8 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::module::embedding;
 use burn::tensor::{Device, Distribution, Int, Tensor};
 
-use crate::{CellKind, LanguageModelConfig, RecurrentLayer, RecurrentState};
+use crate::regularisation::{self, Regularisation};
+use crate::{CellKind, LanguageModelConfig, LayerState, RecurrentLayer, RecurrentState};
 
 /// Embedding → stacked recurrent layers → Linear to the vocabulary.
 ///
@@ -27,6 +28,22 @@ pub struct LanguageModel {
     hidden_size: usize,
     #[module(skip)]
     vocab_size: usize,
+    /// Each layer's hidden width, bottom first.
+    #[module(skip)]
+    hidden_sizes: Vec<usize>,
+    /// Training-time regularisers besides the dropout probabilities (none by default).
+    #[module(skip)]
+    regularisation: Regularisation,
+}
+
+/// The top layer's outputs of [`LanguageModel::regularised_hidden_states`].
+pub struct TopOutputs {
+    /// After the output dropout: what the projection reads (AWD-LSTM's activation
+    /// regularisation penalises these), `[batch, time, hidden]`.
+    pub dropped: Tensor<3>,
+    /// Before the output dropout (temporal activation regularisation penalises their change
+    /// from step to step), `[batch, time, hidden]`.
+    pub raw: Tensor<3>,
 }
 
 impl LanguageModel {
@@ -38,19 +55,22 @@ impl LanguageModel {
             uniform,
             device,
         ));
+        let hidden_sizes: Vec<usize> = (0..config.num_layers)
+            .map(|k| config.layer_hidden_size(k))
+            .collect();
         let layers = (0..config.num_layers)
             .map(|k| {
                 let input = if k == 0 {
                     config.embedding_size
                 } else {
-                    config.hidden_size
+                    hidden_sizes[k - 1]
                 };
-                RecurrentLayer::new(config.cell, input, config.hidden_size, device)
+                RecurrentLayer::new(config.cell, input, hidden_sizes[k], device)
             })
             .collect();
         let output_weight = (!config.tie_weights).then(|| {
             Param::from_tensor(Tensor::random(
-                [config.vocab_size, config.hidden_size],
+                [config.vocab_size, config.top_hidden_size()],
                 uniform,
                 device,
             ))
@@ -64,9 +84,28 @@ impl LanguageModel {
             dropout_between: DropoutConfig::new(config.dropout_between).init(),
             dropout_output: DropoutConfig::new(config.dropout_output).init(),
             cell: config.cell,
-            hidden_size: config.hidden_size,
+            hidden_size: config.top_hidden_size(),
             vocab_size: config.vocab_size,
+            hidden_sizes,
+            regularisation: Regularisation::default(),
         }
+    }
+
+    /// The model with `regularisation` applied while training (the trainer sets it from the
+    /// run's settings after building or loading the model; evaluation ignores it).
+    pub fn with_regularisation(mut self, regularisation: Regularisation) -> Self {
+        self.regularisation = regularisation;
+        self
+    }
+
+    /// The training-time regularisers in effect.
+    pub fn regularisation(&self) -> Regularisation {
+        self.regularisation
+    }
+
+    /// Each layer's hidden width, bottom layer first.
+    pub fn layer_hidden_sizes(&self) -> &[usize] {
+        &self.hidden_sizes
     }
 
     /// Number of output classes.
@@ -74,7 +113,8 @@ impl LanguageModel {
         self.vocab_size
     }
 
-    /// Hidden width of every layer.
+    /// Hidden width of the top layer (of every layer unless the config set `hidden_sizes`):
+    /// the width the output projection reads.
     pub fn hidden_size(&self) -> usize {
         self.hidden_size
     }
@@ -91,13 +131,18 @@ impl LanguageModel {
 
     /// A zero state for `batch` sequences on `device`.
     pub fn zero_state(&self, batch: usize, device: &Device) -> RecurrentState {
-        RecurrentState::zeros(
-            self.cell,
-            self.layers.len(),
-            self.hidden_size,
-            batch,
-            device,
-        )
+        let layers = self
+            .hidden_sizes
+            .iter()
+            .map(|&h| LayerState {
+                hidden: Tensor::zeros([batch, h], device),
+                cell: self
+                    .cell
+                    .has_cell()
+                    .then(|| Tensor::zeros([batch, h], device)),
+            })
+            .collect();
+        RecurrentState { layers }
     }
 
     /// Logits for every position.
@@ -192,24 +237,69 @@ impl LanguageModel {
         ids: Tensor<2, Int>,
         state: Option<RecurrentState>,
     ) -> (Tensor<3>, RecurrentState) {
+        let (top, state) = self.regularised_hidden_states(ids, state);
+        (top.dropped, state)
+    }
+
+    /// As [`hidden_states`](Self::hidden_states), also returning the top layer's outputs
+    /// before the output dropout (for temporal activation regularisation).
+    ///
+    /// While training (an autodiff device) the dropouts and the [`Regularisation`] act:
+    /// embedding dropout on the matrix the lookup reads, plain or locked dropout on the
+    /// embedding output, between layers and on the top output, weight drop on each layer's
+    /// hidden-to-hidden matrix (one mask per call, handed to the recurrent kernel as its
+    /// weight). Elsewhere the outputs are those of the plain model.
+    pub fn regularised_hidden_states(
+        &self,
+        ids: Tensor<2, Int>,
+        state: Option<RecurrentState>,
+    ) -> (TopOutputs, RecurrentState) {
         let [batch, _] = ids.dims();
         let device = ids.device();
+        let reg = self.regularisation;
         let state = state.unwrap_or_else(|| self.zero_state(batch, &device));
-        let mut x = self
-            .dropout_embedding
-            .forward(embedding(self.embedding.val(), ids));
+        let table = if regularisation::is_training(&device, reg.embedding_dropout) {
+            regularisation::embedding_dropout(self.embedding.val(), reg.embedding_dropout)
+        } else {
+            self.embedding.val()
+        };
+        let mut x = self.drop(&self.dropout_embedding, embedding(table, ids));
         let mut next = Vec::with_capacity(self.layers.len());
         let last = self.layers.len() - 1;
+        let mut raw = None;
         for (k, (layer, layer_state)) in self.layers.iter().zip(state.layers).enumerate() {
-            let (out, s) = layer.forward(x, layer_state);
+            let weight_hh = if regularisation::is_training(&device, reg.weight_drop) {
+                regularisation::weight_drop(layer.weight_hh.val(), reg.weight_drop)
+            } else {
+                layer.weight_hh.val()
+            };
+            let (out, s) = layer.forward_with(x, layer_state, weight_hh);
             next.push(s);
             x = if k < last {
-                self.dropout_between.forward(out)
+                self.drop(&self.dropout_between, out)
             } else {
-                self.dropout_output.forward(out)
+                raw = Some(out.clone());
+                self.drop(&self.dropout_output, out)
             };
         }
-        (x, RecurrentState { layers: next })
+        let raw = raw.unwrap_or_else(|| x.clone());
+        (
+            TopOutputs { dropped: x, raw },
+            RecurrentState { layers: next },
+        )
+    }
+
+    /// `dropout` as configured: locked (one mask per sequence) when the regularisation asks
+    /// for it, otherwise burn's element-wise dropout.
+    fn drop(&self, dropout: &Dropout, x: Tensor<3>) -> Tensor<3> {
+        if !self.regularisation.locked_dropout {
+            return dropout.forward(x);
+        }
+        if dropout.training.is_enabled() && regularisation::is_training(&x.device(), dropout.prob) {
+            regularisation::locked_dropout(x, dropout.prob)
+        } else {
+            x
+        }
     }
 
     /// Every layer's output at every position (for inference: dropout is not applied), bottom

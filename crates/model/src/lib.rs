@@ -46,6 +46,7 @@ mod error;
 pub mod fused;
 mod language_model;
 mod recurrent;
+pub mod regularisation;
 mod state;
 #[doc(hidden)]
 pub mod testing;
@@ -55,7 +56,7 @@ mod word_vectors;
 pub use backend::{BackendKind, device_for, wgpu_adapters};
 pub use config::{CellKind, LanguageModelConfig};
 pub use error::ModelError;
-pub use language_model::LanguageModel;
+pub use language_model::{LanguageModel, TopOutputs};
 pub use recurrent::RecurrentLayer;
 pub use state::{LayerState, RecurrentState};
 pub use torch_names::NamedTensor;

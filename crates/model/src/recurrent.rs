@@ -55,15 +55,36 @@ impl RecurrentLayer {
     /// LSTM and GRU layers on the CPU backends run as one fused operation ([`crate::fused`]);
     /// elsewhere, and for the plain RNN, as composed tensor operations.
     pub fn forward(&self, input: Tensor<3>, state: LayerState) -> (Tensor<3>, LayerState) {
+        self.forward_with(input, state, self.weight_hh.val())
+    }
+
+    /// As [`forward`](Self::forward) with `weight_hh` in place of the layer's own
+    /// hidden-to-hidden matrix: weight drop hands in the dropped matrix, computed once per
+    /// batch, so the fused kernels take it as an ordinary input and the gradient reaches the
+    /// parameter through the mask.
+    ///
+    /// # Shapes
+    /// - weight_hh: `[gates·hidden, hidden]`, as the parameter
+    pub fn forward_with(
+        &self,
+        input: Tensor<3>,
+        state: LayerState,
+        weight_hh: Tensor<2>,
+    ) -> (Tensor<3>, LayerState) {
         if self.cell != CellKind::Rnn && crate::fused::applies(&input) {
-            return self.forward_fused(input, state);
+            return self.forward_fused(input, state, weight_hh);
         }
-        self.forward_composed(input, state)
+        self.forward_composed_with(input, state, weight_hh)
     }
 
     /// The fused path: the whole sequence as one backend operation with its own backward.
-    fn forward_fused(&self, input: Tensor<3>, state: LayerState) -> (Tensor<3>, LayerState) {
-        let (w_ih, w_hh) = (self.weight_ih.val(), self.weight_hh.val());
+    fn forward_fused(
+        &self,
+        input: Tensor<3>,
+        state: LayerState,
+        w_hh: Tensor<2>,
+    ) -> (Tensor<3>, LayerState) {
+        let w_ih = self.weight_ih.val();
         let (b_ih, b_hh) = (self.bias_ih.val(), self.bias_hh.val());
         match self.cell {
             CellKind::Lstm => {
@@ -85,6 +106,15 @@ impl RecurrentLayer {
 
     /// The composed path: tensor operations step by step (every backend).
     pub fn forward_composed(&self, input: Tensor<3>, state: LayerState) -> (Tensor<3>, LayerState) {
+        self.forward_composed_with(input, state, self.weight_hh.val())
+    }
+
+    fn forward_composed_with(
+        &self,
+        input: Tensor<3>,
+        state: LayerState,
+        weight_hh: Tensor<2>,
+    ) -> (Tensor<3>, LayerState) {
         let [batch, time, width] = input.dims();
         let gh = self.cell.gates() * self.hidden_size;
         let projected = input
@@ -92,7 +122,7 @@ impl RecurrentLayer {
             .matmul(self.weight_ih.val().transpose())
             .add(self.bias_ih.val().unsqueeze::<2>())
             .reshape([batch, time, gh]);
-        let w_hh = self.weight_hh.val().transpose();
+        let w_hh = weight_hh.transpose();
         let b_hh = self.bias_hh.val().unsqueeze::<2>();
         let mut state = state;
         let mut outputs = Vec::with_capacity(time);

@@ -71,10 +71,12 @@ impl<'a> BatchStepper<'a> {
 
     /// The streams' states stacked into one batch state.
     fn gather(&self, states: &[&mut StreamState]) -> RecurrentState {
-        let hidden = self.model.hidden_size();
+        let widths = self.model.layer_hidden_sizes();
         let batch = states.len();
         let layers = (0..self.model.num_layers())
             .map(|k| {
+                // Layers may differ in width (AWD-LSTM's shape).
+                let hidden = widths[k];
                 let stack = |pick: &dyn Fn(&StreamState) -> Option<&Vec<f32>>| {
                     let mut all = Vec::with_capacity(batch * hidden);
                     for s in states {
@@ -100,9 +102,9 @@ impl<'a> BatchStepper<'a> {
 
     /// A batch state split back into one state per stream.
     fn scatter(&self, state: RecurrentState, batch: usize) -> Result<Vec<StreamState>, InferError> {
-        let hidden = self.model.hidden_size();
+        let widths = self.model.layer_hidden_sizes();
         let mut out = vec![StreamState::default(); batch];
-        for layer in state.layers {
+        for (layer, &hidden) in state.layers.into_iter().zip(widths) {
             let h = read_back(layer.hidden, "recurrent state")?;
             let c = layer
                 .cell

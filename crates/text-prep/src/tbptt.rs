@@ -101,10 +101,18 @@ impl<S: AsRef<[u32]>> TbpttBatcher<S> {
     /// Window `k`, or `None` past the last one.
     pub fn window(&self, k: usize) -> Option<TbpttBatch> {
         let start = k.checked_mul(self.bptt)?;
-        if start >= self.rows - 1 {
+        self.window_at(k, start, self.bptt)
+    }
+
+    /// The window numbered `window` that starts at row `start` and has `seq_len` steps (fewer
+    /// at the end of the stream), or `None` when `start` is past the last input or `seq_len`
+    /// is 0: windows of varying length, as AWD-LSTM's random BPTT lengths draw them.
+    pub fn window_at(&self, window: usize, start: usize, seq_len: usize) -> Option<TbpttBatch> {
+        if start >= self.rows - 1 || seq_len == 0 {
             return None;
         }
-        let seq_len = self.bptt.min(self.rows - 1 - start);
+        let k = window;
+        let seq_len = seq_len.min(self.rows - 1 - start);
         let mut inputs = Vec::with_capacity(self.batch_size * seq_len);
         let mut targets = Vec::with_capacity(self.batch_size * seq_len);
         let kept = &self.stream.as_ref()[..self.rows * self.batch_size];

@@ -3,7 +3,8 @@
 //! A checkpoint folder holds `model.bpk` and `optimizer.bpk` (burnpack), `trainer.json` (the
 //! loop position, tagged [`TRAINER_FORMAT`]) and, when the stream recipe carries state into
 //! the next batch, `state.safetensors` (tensors `layers.{k}.hidden` and `layers.{k}.cell`,
-//! `[batch, hidden]` f32, tagged [`STATE_FORMAT`] in the safetensors metadata).
+//! `[batch, hidden]` f32, tagged [`STATE_FORMAT`] in the safetensors metadata) and, once
+//! NT-ASGD has averaged a step, `averaged.bpk` (the running mean of the weights).
 //! `checkpoint.json` (tagged [`POINTER_FORMAT`]) names the newest complete folder.
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -22,8 +23,9 @@ use crate::schedule::ScheduleState;
 
 /// Format tag of `trainer.json`.
 pub const TRAINER_FORMAT: &str = "lstm-lm-trainer";
-/// Current version of `trainer.json`.
-pub const TRAINER_FORMAT_VERSION: u32 = 1;
+/// Current version of `trainer.json`. Version 2 added `valid_losses` and `asgd` (NT-ASGD);
+/// version 1 files read with an empty history and no averaging.
+pub const TRAINER_FORMAT_VERSION: u32 = 2;
 /// Format tag of `checkpoint.json`.
 pub const POINTER_FORMAT: &str = "lstm-lm-checkpoint-pointer";
 /// Current version of `checkpoint.json`.
@@ -32,6 +34,9 @@ pub const POINTER_FORMAT_VERSION: u32 = 1;
 pub const STATE_FORMAT: &str = "lstm-lm-carried-state";
 /// Current version of `state.safetensors`.
 pub const STATE_FORMAT_VERSION: u32 = 1;
+/// The NT-ASGD running mean of the weights in a checkpoint folder (burnpack, as `model.bpk`),
+/// present when the trainer state says averaging has started.
+const AVERAGED_FILE: &str = "averaged.bpk";
 /// The carried state's file in a checkpoint folder.
 const STATE_FILE: &str = "state.safetensors";
 /// Where checkpoints written before version 1 kept the carried state (not read any more).
@@ -64,6 +69,14 @@ pub struct TrainerState {
     /// before lstm-lm counted them).
     #[serde(default)]
     pub tokens_seen: u64,
+    /// Validation loss of every epoch so far (NT-ASGD's trigger reads it; empty before
+    /// version 2).
+    #[serde(default)]
+    pub valid_losses: Vec<f64>,
+    /// NT-ASGD: when averaging started and how many steps the mean in `averaged.bpk` holds;
+    /// none while plain steps run.
+    #[serde(default)]
+    pub asgd: Option<crate::asgd::AsgdProgress>,
 }
 
 /// `trainer.json`: the format tag, then the loop position. Files written before the tag
@@ -98,6 +111,8 @@ pub struct LoadedCheckpoint {
     pub trainer: TrainerState,
     /// Carried recurrent state, if one was saved.
     pub carried: Option<RecurrentState>,
+    /// NT-ASGD's running mean of the weights, when averaging has started.
+    pub averaged: Option<LanguageModel>,
 }
 
 /// Saves and loads the run's checkpoints.
@@ -113,7 +128,20 @@ impl Checkpoint {
         trainer: &TrainerState,
         carried: Option<&RecurrentState>,
     ) -> Result<PathBuf, TrainError> {
-        Self::save_with_fault(run, model, optimizer, trainer, carried, None)
+        Self::save_with_fault(run, model, optimizer, trainer, carried, None, None)
+    }
+
+    /// As [`save_atomic`](Self::save_atomic), with NT-ASGD's running mean of the weights
+    /// (`averaged.bpk`) when averaging has started.
+    pub fn save_atomic_with_average(
+        run: &RunDir,
+        model: &LanguageModel,
+        optimizer: &ModuleOptimizer,
+        trainer: &TrainerState,
+        carried: Option<&RecurrentState>,
+        averaged: Option<&LanguageModel>,
+    ) -> Result<PathBuf, TrainError> {
+        Self::save_with_fault(run, model, optimizer, trainer, carried, averaged, None)
     }
 
     /// As [`save_atomic`](Self::save_atomic); `fail_after` stops after that many files, as a
@@ -125,6 +153,7 @@ impl Checkpoint {
         optimizer: &ModuleOptimizer,
         trainer: &TrainerState,
         carried: Option<&RecurrentState>,
+        averaged: Option<&LanguageModel>,
         fail_after: Option<usize>,
     ) -> Result<PathBuf, TrainError> {
         let parent = run.root().join("checkpoints");
@@ -148,6 +177,9 @@ impl Checkpoint {
         ];
         if let Some(state) = carried {
             files.push((STATE_FILE, state_bytes(state)?));
+        }
+        if let Some(mean) = averaged {
+            files.push((AVERAGED_FILE, model_bytes(mean)?));
         }
         let trainer_json = serde_json::to_vec_pretty(&TrainerFile {
             format: TRAINER_FORMAT.into(),
@@ -256,11 +288,19 @@ impl Checkpoint {
         } else {
             None
         };
+        // Averaging may have been switched on at the end of the last epoch, before any step.
+        let averaged = match trainer.asgd {
+            Some(p) if p.averaged_steps > 0 => {
+                Some(load_weights(&dir.join(AVERAGED_FILE), config, device)?)
+            }
+            _ => None,
+        };
         Ok(LoadedCheckpoint {
             model,
             optimizer,
             trainer,
             carried,
+            averaged,
         })
     }
 
@@ -366,10 +406,12 @@ fn state_from_bytes(
             file.len()
         )));
     }
-    let h = config.hidden_size;
     let mut batch = None;
-    let mut raw: Vec<(&[u8], Option<&[u8]>)> = Vec::with_capacity(config.num_layers);
+    // Per layer: the hidden and cell bytes and the layer's width.
+    type LayerBytes<'a> = (&'a [u8], Option<&'a [u8]>, usize);
+    let mut raw: Vec<LayerBytes> = Vec::with_capacity(config.num_layers);
     for k in 0..config.num_layers {
+        let h = config.layer_hidden_size(k);
         let hidden = state_tensor(&file, &format!("layers.{k}.hidden"), h, &mut batch, &bad)?;
         let cell = if has_cell {
             let name = format!("layers.{k}.cell");
@@ -377,11 +419,11 @@ fn state_from_bytes(
         } else {
             None
         };
-        raw.push((hidden, cell));
+        raw.push((hidden, cell, h));
     }
     let batch = batch.unwrap_or(1);
     // Every shape is checked and backed by the file's bytes: build the tensors.
-    let tensor = |data: &[u8]| {
+    let tensor = |data: &[u8], h: usize| {
         let values: Vec<f32> = data
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -390,9 +432,9 @@ fn state_from_bytes(
     };
     let layers = raw
         .into_iter()
-        .map(|(hidden, cell)| LayerState {
-            hidden: tensor(hidden),
-            cell: cell.map(tensor),
+        .map(|(hidden, cell, h)| LayerState {
+            hidden: tensor(hidden, h),
+            cell: cell.map(|c| tensor(c, h)),
         })
         .collect();
     Ok(RecurrentState { layers })

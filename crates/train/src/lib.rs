@@ -56,7 +56,9 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod activation_reg;
 pub mod allocator;
+pub mod asgd;
 mod atomic;
 mod checkpoint;
 mod error;
@@ -66,6 +68,7 @@ mod metrics;
 pub mod optim;
 mod parallel;
 pub mod plot;
+pub mod random_bptt;
 mod run_lock;
 pub mod runs;
 pub mod schedule;

@@ -176,11 +176,11 @@ pub(crate) fn forward_backward_parallel(
             None => sub.targets.len(),
         };
         let shard_state = state.as_ref().map(|s| slice_state(s, rows, device));
-        let (loss, correct, next) = forward(&replica, &sub, shard_state, device);
+        let (loss, figures, next) = forward(&replica, &sub, shard_state, device);
         if let Some(n) = next {
             next_states.push(n);
         }
-        pending.push((replica, loss, correct, tokens));
+        pending.push((replica, loss, figures, tokens));
     }
     let total_tokens: usize = pending.iter().map(|p| p.3).sum();
     let total = total_tokens.max(1) as f64;
@@ -190,8 +190,8 @@ pub(crate) fn forward_backward_parallel(
     // thread would wait forever for the kernels the shards hand to it.
     let outputs: Vec<ShardOutput> = pending
         .into_par_iter()
-        .map(|(replica, loss, correct, tokens)| {
-            let figures = crate::trainer::loss_figures(&loss, correct);
+        .map(|(replica, loss, figures, tokens)| {
+            let figures = crate::trainer::loss_figures(figures);
             let grads = GradientsParams::from_grads(loss.backward(), &replica);
             ShardOutput {
                 figures,

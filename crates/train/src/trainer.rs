@@ -9,6 +9,8 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use lstm_lm_model::{BackendKind, LanguageModel, RecurrentState};
 
+use crate::activation_reg::ActivationPenalty;
+use crate::asgd::{AsgdProgress, AveragedWeights};
 use crate::checkpoint::{Checkpoint, TrainerState};
 use crate::data::{self, Batch};
 use crate::evaluate::{EvalResult, evaluate};
@@ -208,12 +210,26 @@ fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
     let seed = settings.train.seed;
     device.seed(seed);
     let mut optimizer = build_optimizer(&settings.optim);
-    let (mut model, mut st, mut carried) = if from_checkpoint {
+    let (model, mut st, mut carried, averaged) = if from_checkpoint {
         let ck = Checkpoint::load(&run, &config.model, &device)?;
         optimizer = Checkpoint::restore_optimizer(optimizer, ck.optimizer)?;
-        (ck.model, ck.trainer, ck.carried)
+        (ck.model, ck.trainer, ck.carried, ck.averaged)
     } else {
-        (config.model.init(&device)?, TrainerState::default(), None)
+        (
+            config.model.init(&device)?,
+            TrainerState::default(),
+            None,
+            None,
+        )
+    };
+    let mut model = model.with_regularisation(settings.regularisation.model_regularisation());
+    let penalty = crate::activation_reg::ActivationPenalty::of(&settings.regularisation);
+    // NT-ASGD's running mean (on the device without autodiff), once averaging has started.
+    let mut averaged: Option<AveragedWeights> = match (averaged, st.asgd) {
+        (Some(mean), Some(progress)) if progress.averaged_steps > 0 => Some(
+            AveragedWeights::resumed(mean.valid(), progress.averaged_steps),
+        ),
+        _ => None,
     };
 
     let schedule = Schedule::new(settings.schedule.clone(), settings.optim.lr);
@@ -234,8 +250,20 @@ fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             }
         )));
     }
+    // Random BPTT: an epoch's window lengths, a function of (seed, epoch) alone.
+    let window_lengths = |epoch: usize| {
+        d.random_bptt.then(|| {
+            let steps = crate::random_bptt::steps_per_column(&prepared.train, d.batch_size);
+            crate::random_bptt::window_lengths(seed, epoch, steps, d.bptt)
+        })
+    };
+    let batches_in = |lengths: &Option<Vec<usize>>| match lengths {
+        Some(lengths) => capped(lengths.len(), settings.train.max_batches),
+        None => per_epoch,
+    };
     if from_checkpoint {
         // Where the checkpoint stands must still fit the data and the settings.
+        let per_epoch = batches_in(&window_lengths(st.epochs_done + 1));
         let mut restart = Vec::new();
         if !changed.is_empty() {
             restart.push("the data changed".to_string());
@@ -275,7 +303,14 @@ fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             carried = None;
             // The restart is on disk before config.json accepts the new data, so a crash in
             // between asks for --accept-changed-data again rather than resuming mid-epoch.
-            Checkpoint::save_atomic(&run, &model, &optimizer, &st, None)?;
+            Checkpoint::save_atomic_with_average(
+                &run,
+                &model,
+                &optimizer,
+                &st,
+                None,
+                averaged.as_ref().map(|a| &a.model),
+            )?;
         }
     }
     if !fresh && digests_changed {
@@ -307,6 +342,8 @@ fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         let epoch = st.epochs_done + 1;
         let shuffle = (settings.train.shuffle && d.recipe == Recipe::Ngram)
             .then(|| step_seed(seed, epoch as u64));
+        let window_lengths = window_lengths(epoch);
+        let per_epoch = batches_in(&window_lengths);
         let progress = Progress::new(
             opts.progress,
             epoch,
@@ -319,9 +356,11 @@ fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         let mut window_tokens = 0u64;
         let mut window_start = Instant::now();
         let epoch_start = Instant::now();
-        let batches = prepared
-            .train
-            .batches(d.batch_size, width, shuffle)?
+        let batches = match &window_lengths {
+            Some(lengths) => crate::random_bptt::batches(&prepared.train, d.batch_size, lengths)?,
+            None => prepared.train.batches(d.batch_size, width, shuffle)?,
+        };
+        let batches = batches
             .skip(st.batches_done)
             .take(per_epoch.saturating_sub(st.batches_done));
         // Time spent writing mid-epoch checkpoints, kept out of `train_s`.
@@ -337,7 +376,14 @@ fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             if stop_requested(st.global_step) {
                 progress.finish();
                 st.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-                let dir = Checkpoint::save_atomic(&run, &model, &optimizer, &st, carried.as_ref())?;
+                let dir = Checkpoint::save_atomic_with_average(
+                    &run,
+                    &model,
+                    &optimizer,
+                    &st,
+                    carried.as_ref(),
+                    averaged.as_ref().map(|a| &a.model),
+                )?;
                 return Ok(TrainOutcome::Interrupted { checkpoint: dir });
             }
             device.seed(step_seed(seed, st.global_step));
@@ -346,10 +392,23 @@ fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
                 epoch,
                 st.global_step as f64 / total_steps as f64,
             );
+            // A random-length window's loss is a mean over its steps: scale the step with them.
+            let lr = if d.random_bptt {
+                lr * batch.width as f64 / d.bptt as f64
+            } else {
+                lr
+            };
             let tokens = batch.targets.len() as u64;
             let (loss, correct, next_state, mut grads) = if devices.len() == 1 {
-                let (loss, correct, next_state, grads) =
-                    forward_backward(&model, &batch, d.recipe, carried.take(), pad, &device);
+                let (loss, correct, next_state, grads) = forward_backward(
+                    &model,
+                    &batch,
+                    d.recipe,
+                    carried.take(),
+                    pad,
+                    penalty,
+                    &device,
+                );
                 (
                     loss,
                     correct,
@@ -366,7 +425,7 @@ fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
                     &devices,
                     &inference_device,
                     |replica, shard, state, device| {
-                        forward_loss(replica, shard, d.recipe, state, pad, device)
+                        forward_loss(replica, shard, d.recipe, state, pad, penalty, device)
                     },
                 )
             };
@@ -385,6 +444,13 @@ fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
                 clip_global_norm(&model, &mut grads, max);
             }
             model = optimizer.step(lr, model, grads);
+            if let Some(progress) = st.asgd.as_mut() {
+                match averaged.as_mut() {
+                    Some(mean) => mean.add(&model),
+                    None => averaged = Some(AveragedWeights::first(&model)),
+                }
+                progress.averaged_steps = averaged.as_ref().map_or(0, |a| a.count);
+            }
             carried = next_state.map(RecurrentState::detach);
             st.global_step += 1;
             st.batches_done += 1;
@@ -444,7 +510,14 @@ fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
             if due && st.batches_done < per_epoch {
                 let t = Instant::now();
                 st.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-                Checkpoint::save_atomic(&run, &model, &optimizer, &st, carried.as_ref())?;
+                Checkpoint::save_atomic_with_average(
+                    &run,
+                    &model,
+                    &optimizer,
+                    &st,
+                    carried.as_ref(),
+                    averaged.as_ref().map(|a| &a.model),
+                )?;
                 checkpoint_s += t.elapsed().as_secs_f64();
                 last_checkpoint = Instant::now();
             }
@@ -455,17 +528,34 @@ fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
         // End of epoch: validate, keep the best model, checkpoint.
         let train_loss = st.epoch_loss_sum / st.epoch_tokens.max(1) as f64;
         last_train_loss = train_loss;
+        // Under NT-ASGD the averaged weights are the model that is evaluated and saved.
+        let current = match &averaged {
+            Some(mean) => mean.model.clone(),
+            None => model.valid(),
+        };
         let valid = match &prepared.valid {
-            Some(split) => Some(evaluate(
-                &model.valid(),
-                split,
-                d,
-                width,
-                pad,
-                &inference_device,
-            )?),
+            Some(split) => Some(evaluate(&current, split, d, width, pad, &inference_device)?),
             None => None,
         };
+        if let Some(v) = &valid {
+            if settings.optim.nt_asgd
+                && st.asgd.is_none()
+                && crate::asgd::should_switch(&st.valid_losses, v.loss, settings.optim.nonmono)
+            {
+                st.asgd = Some(AsgdProgress {
+                    switched_after_epoch: epoch,
+                    averaged_steps: 0,
+                });
+                if opts.progress != ProgressMode::Quiet {
+                    eprintln!(
+                        "NT-ASGD: validation loss has not improved on the best from before the last {} epochs; averaging the weights from epoch {} on",
+                        settings.optim.nonmono,
+                        epoch + 1
+                    );
+                }
+            }
+            st.valid_losses.push(v.loss);
+        }
         schedule.end_epoch(&mut st.schedule, valid.as_ref().map(|v| v.loss));
         let improved = match (&valid, st.best_valid_loss) {
             (Some(v), Some(best)) => v.loss < best,
@@ -478,7 +568,7 @@ fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
                 best_valid_seen = Some(v.clone());
             }
             st.epochs_without_improvement = 0;
-            crate::atomic::write_atomic(&run.model_path(), &model_bytes(&model)?)?;
+            crate::atomic::write_atomic(&run.model_path(), &model_bytes(&current)?)?;
         } else {
             st.epochs_without_improvement += 1;
         }
@@ -531,7 +621,14 @@ fn train_here(mut opts: TrainOptions) -> Result<TrainOutcome, TrainError> {
                 }
             );
         }
-        Checkpoint::save_atomic(&run, &model, &optimizer, &st, None)?;
+        Checkpoint::save_atomic_with_average(
+            &run,
+            &model,
+            &optimizer,
+            &st,
+            None,
+            averaged.as_ref().map(|a| &a.model),
+        )?;
         last_checkpoint = Instant::now();
         if let Some(patience) = settings.train.early_stopping
             && valid.is_some()
@@ -646,18 +743,20 @@ fn forward_backward(
     recipe: Recipe,
     state: Option<RecurrentState>,
     pad: Option<u32>,
+    penalty: ActivationPenalty,
     device: &Device,
 ) -> (f64, f64, Option<RecurrentState>, burn::tensor::Gradients) {
-    let (loss, correct, next) = forward_loss(model, batch, recipe, state, pad, device);
-    let (value, correct) = loss_figures(&loss, correct);
-    let grads = loss.backward();
+    let (objective, figures, next) =
+        forward_loss(model, batch, recipe, state, pad, penalty, device);
+    let (value, correct) = loss_figures(figures);
+    let grads = objective.backward();
     (value, correct, next, grads)
 }
 
-/// The loss value and the correct count of [`forward_loss`], read back in one transfer (NaN and
-/// 0 when they cannot be read).
-pub(crate) fn loss_figures(loss: &Tensor<1>, correct: Tensor<1>) -> (f64, f64) {
-    let figures = Tensor::cat(vec![loss.clone().detach(), correct], 0)
+/// The loss value and the correct count of [`forward_loss`] (its `[2]` figures), read back in
+/// one transfer (NaN and 0 when they cannot be read).
+pub(crate) fn loss_figures(figures: Tensor<1>) -> (f64, f64) {
+    let figures = figures
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
@@ -665,23 +764,33 @@ pub(crate) fn loss_figures(loss: &Tensor<1>, correct: Tensor<1>) -> (f64, f64) {
     (figures[0] as f64, figures[1] as f64)
 }
 
-/// Forward pass and loss for one batch: the loss (mean over non-padding targets, still in the
-/// autodiff graph), the number of correct predictions (`[1]`, detached) and the state to carry.
+/// Forward pass and loss for one batch: the objective to differentiate (the loss, a mean over
+/// non-padding targets, plus the AR/TAR `penalty` when on; in the autodiff graph), the figures
+/// `[loss, correct predictions]` (`[2]`, detached: the loss without the penalty) and the state
+/// to carry.
 fn forward_loss(
     model: &LanguageModel,
     batch: &Batch,
     recipe: Recipe,
     state: Option<RecurrentState>,
     pad: Option<u32>,
+    penalty: ActivationPenalty,
     device: &Device,
 ) -> (Tensor<1>, Tensor<1>, Option<RecurrentState>) {
     let ids = data::ids_tensor(&batch.inputs, batch.batch, batch.width, device);
     let targets = data::targets_tensor(&batch.targets, device);
+    let mut extra = None;
     let (hidden, next) = match recipe {
         Recipe::Ngram => {
             let positions = data::targets_tensor(&batch.positions, device);
             let (hidden, _) = model.hidden_at(ids, positions, None);
             (hidden, None)
+        }
+        Recipe::Stream if penalty.is_on() => {
+            let (top, s) = model.regularised_hidden_states(ids, state);
+            extra = penalty.penalty(&top);
+            let [b, t, h] = top.dropped.dims();
+            (top.dropped.reshape([b * t, h]), Some(s))
         }
         Recipe::Stream => {
             let (hidden, s) = model.hidden_states(ids, state);
@@ -690,5 +799,10 @@ fn forward_loss(
         }
     };
     let (loss, correct) = projected_cross_entropy(model, hidden, targets, pad);
-    (loss, correct, next)
+    let figures = Tensor::cat(vec![loss.clone().detach(), correct], 0);
+    let objective = match extra {
+        Some(p) => loss + p,
+        None => loss,
+    };
+    (objective, figures, next)
 }

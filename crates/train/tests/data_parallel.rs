@@ -267,3 +267,45 @@ fn more_devices_than_sequences_is_refused_before_anything_is_written() {
     assert!(err.to_string().contains("3 devices"), "{err}");
     assert!(!out.join("config.json").exists());
 }
+
+/// AWD-LSTM's deterministic parts split across devices: AR and TAR are means over each shard,
+/// weighted by its tokens like the loss, so with random BPTT lengths and per-layer widths two
+/// devices still train as one; with the masks on too (each device drawing its own) a
+/// two-device run repeats itself.
+#[test]
+fn awd_settings_with_two_devices() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic(&tmp.path().join("data"));
+    let mut s = TrainSettings::default();
+    s.data.tokenizer = TokenizerChoice::Word;
+    s.data.recipe = Recipe::Stream;
+    s.data.batch_size = 6;
+    s.data.bptt = 8;
+    s.data.random_bptt = true;
+    s.model.embedding_size = 16;
+    s.model.hidden_size = 24;
+    s.model.num_layers = 3;
+    s.model.hidden_sizes = vec![24, 20, 16];
+    s.model.tie_weights = true;
+    s.regularisation.ar = 2.0;
+    s.regularisation.tar = 1.0;
+    s.optim.optimizer = OptimizerKind::Sgd;
+    s.optim.lr = 1.0;
+    s.train.epochs = 2;
+    s.train.max_batches = 6;
+    s.train.log_interval = 1;
+    let (loss_diff, weight_diff) = compare(&s, &data, &tmp.path().join("plain"), 2);
+    assert!(loss_diff < 1e-5, "losses differ by {loss_diff}");
+    assert!(weight_diff < 1e-5, "weights differ by {weight_diff}");
+
+    s.model.dropout = 0.3;
+    s.regularisation.locked_dropout = true;
+    s.regularisation.weight_drop = 0.4;
+    s.regularisation.embedding_dropout = 0.1;
+    run(&s, &data, &tmp.path().join("a"), 2);
+    run(&s, &data, &tmp.path().join("b"), 2);
+    let a = step_losses(&tmp.path().join("a"));
+    assert!(a.iter().all(|(l, _)| l.is_finite()), "{a:?}");
+    assert_eq!(a, step_losses(&tmp.path().join("b")));
+}

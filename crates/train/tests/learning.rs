@@ -240,6 +240,7 @@ fn crash_during_checkpoint_write_keeps_the_previous_checkpoint() {
             &optimizer,
             &later,
             None,
+            None,
             Some(fail_after),
         );
         assert!(r.is_err());

@@ -405,7 +405,7 @@ fn checkpoint_files_carry_a_format_and_newer_versions_are_refused() {
     let trainer = ck.join("trainer.json");
     let pointer = out.join("checkpoint.json");
     assert_eq!(json(&trainer)["format"], "lstm-lm-trainer");
-    assert_eq!(json(&trainer)["version"], 1);
+    assert_eq!(json(&trainer)["version"], 2);
     assert_eq!(json(&pointer)["format"], "lstm-lm-checkpoint-pointer");
     assert_eq!(json(&pointer)["version"], 1);
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
@@ -456,6 +456,13 @@ fn checkpoint_files_carry_a_format_and_newer_versions_are_refused() {
         "{e}"
     );
     std::fs::write(&state, saved).unwrap();
+    // Version 1 (before NT-ASGD's history and average) still resumes.
+    edit_json(&trainer, |v| {
+        v["version"] = serde_json::json!(1);
+        let fields = v.as_object_mut().unwrap();
+        fields.remove("valid_losses");
+        fields.remove("asgd");
+    });
     finished(train(resume_options(&out)).unwrap());
 }
 
@@ -491,4 +498,84 @@ fn untagged_files_of_older_runs_still_resume() {
     finished(train(o).unwrap());
     let config = RunDir::new(&out).load_config().unwrap();
     assert_eq!(config.data_digests.len(), 2);
+}
+
+/// AWD-LSTM's settings on a tiny three-layer model: per-layer sizes with a tied top layer,
+/// locked dropout, weight drop, embedding dropout, AR/TAR, random BPTT and NT-ASGD with a
+/// patience of one epoch, trained hard enough that validation stalls and averaging starts.
+fn awd_settings() -> TrainSettings {
+    let mut s = settings(Recipe::Stream);
+    s.model.num_layers = 3;
+    s.model.hidden_sizes = vec![24, 20, 16];
+    s.model.tie_weights = true;
+    s.model.dropout = 0.3;
+    s.model.dropout_input = Some(0.2);
+    s.model.dropout_hidden = Some(0.1);
+    s.regularisation.locked_dropout = true;
+    s.regularisation.weight_drop = 0.3;
+    s.regularisation.embedding_dropout = 0.1;
+    s.regularisation.ar = 2.0;
+    s.regularisation.tar = 1.0;
+    s.data.random_bptt = true;
+    s.optim.optimizer = lstm_lm_train::settings::OptimizerKind::Sgd;
+    s.optim.lr = 30.0;
+    s.optim.clip = Some(0.25);
+    s.optim.nt_asgd = true;
+    s.optim.nonmono = 1;
+    s.train.epochs = 6;
+    s
+}
+
+/// A regularised run killed in the middle of an epoch after NT-ASGD started averaging resumes
+/// from its periodic checkpoint (masks, random window lengths, the running mean and the
+/// switch epoch all restored) and ends bit for bit where the uninterrupted run ends.
+#[test]
+fn regularised_run_with_averaging_resumes_exactly() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_data(&tmp.path().join("data"));
+    let s = awd_settings();
+    let whole = tmp.path().join("whole");
+    finished(train(options(&s, &data, &whole)).unwrap());
+    let dir = RunDir::new(&whole);
+    let config = dir.load_config().unwrap();
+    let end = Checkpoint::load(&dir, &config.model, &Device::flex().autodiff()).unwrap();
+    let progress = end
+        .trainer
+        .asgd
+        .expect("validation stalled and averaging started");
+    assert!(
+        progress.switched_after_epoch < s.train.epochs && progress.averaged_steps > 0,
+        "averaging must start before the last epoch for this test: {progress:?}, valid losses {:?}",
+        end.trainer.valid_losses
+    );
+    assert!(end.averaged.is_some());
+    assert_eq!(end.trainer.valid_losses.len(), 6);
+
+    // Kill it in the middle of epoch 6, after the switch, with a checkpoint two steps before.
+    let mut periodic = s.clone();
+    periodic.train.checkpoint_every = CheckpointEvery::Steps(2);
+    let killed = tmp.path().join("killed");
+    let mut first = options(&periodic, &data, &killed);
+    first.crash_at_step = Some(28);
+    let e = train(first).expect_err("the simulated crash is an error");
+    assert!(e.to_string().contains("simulated crash"), "{e}");
+    let ck = Checkpoint::load(
+        &RunDir::new(&killed),
+        &config.model,
+        &Device::flex().autodiff(),
+    )
+    .unwrap();
+    assert!(ck.trainer.batches_done > 0, "{:?}", ck.trainer);
+    assert_eq!(ck.trainer.asgd.is_some(), ck.averaged.is_some());
+    assert!(
+        ck.trainer.asgd.is_some(),
+        "the checkpoint is after the switch"
+    );
+    finished(train(resume_options(&killed)).unwrap());
+    assert_eq!(epoch_losses(&whole), epoch_losses(&killed));
+    assert!(
+        weights(&whole) == weights(&killed),
+        "final weights differ from the uninterrupted run"
+    );
 }

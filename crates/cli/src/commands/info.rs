@@ -77,7 +77,20 @@ pub fn run(args: InfoArgs) -> Result<()> {
     writeln!(
         out,
         "model      {:?} {} layer(s), embedding {}, hidden {}, dropout {}, tied {}",
-        m.cell, m.num_layers, m.embedding_size, m.hidden_size, m.dropout_between, m.tie_weights
+        m.cell,
+        m.num_layers,
+        m.embedding_size,
+        // Per-layer widths when they differ (AWD-LSTM's shape), bottom first.
+        match &m.hidden_sizes {
+            Some(sizes) => sizes
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+            None => m.hidden_size.to_string(),
+        },
+        m.dropout_between,
+        m.tie_weights
     )?;
     writeln!(out, "parameters {params}")?;
     writeln!(

@@ -51,7 +51,7 @@ pub struct TrainArgs {
     #[arg(long, requires = "resume")]
     pub accept_changed_data: bool,
     /// Start from a shipped preset: seed, sample, char-rnn, wt2-small, wt2-medium, ptb-small,
-    /// ptb-medium, tang-poetry, zh-word.
+    /// ptb-medium, tang-poetry, zh-word, awd-ptb, awd-wt2.
     #[arg(long)]
     pub preset: Option<String>,
     /// TOML file merged over the preset.
@@ -104,6 +104,30 @@ pub struct TrainArgs {
     /// Tie embedding and output weights (needs equal sizes).
     #[arg(long)]
     pub tie_weights: bool,
+    /// Variational dropout: one dropout mask per sequence, shared by all its steps
+    /// (regularisation.locked_dropout).
+    #[arg(long)]
+    pub locked_dropout: bool,
+    /// DropConnect on the hidden-to-hidden weights, one mask per batch
+    /// (regularisation.weight_drop).
+    #[arg(long, value_name = "P")]
+    pub weight_drop: Option<f64>,
+    /// Drop whole words from the embedding, one mask per batch
+    /// (regularisation.embedding_dropout).
+    #[arg(long, value_name = "P")]
+    pub embedding_dropout: Option<f64>,
+    /// Activation regularisation coefficient (regularisation.ar; AWD-LSTM: 2).
+    #[arg(long, value_name = "ALPHA")]
+    pub ar: Option<f64>,
+    /// Temporal activation regularisation coefficient (regularisation.tar; AWD-LSTM: 1).
+    #[arg(long, value_name = "BETA")]
+    pub tar: Option<f64>,
+    /// Random window lengths around --bptt, learning rate scaled by length (data.random_bptt).
+    #[arg(long)]
+    pub random_bptt: bool,
+    /// Switch to averaged SGD when validation stalls for optim.nonmono epochs (optim.nt_asgd).
+    #[arg(long)]
+    pub nt_asgd: bool,
     /// Seed for initialisation, dropout and shuffling.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -215,6 +239,20 @@ impl TrainArgs {
             "model.tie_weights",
             self.tie_weights.then(|| "true".to_string()),
         );
+        let on = |flag: bool| flag.then(|| "true".to_string());
+        put("regularisation.locked_dropout", on(self.locked_dropout));
+        put(
+            "regularisation.weight_drop",
+            self.weight_drop.map(toml_float),
+        );
+        put(
+            "regularisation.embedding_dropout",
+            self.embedding_dropout.map(toml_float),
+        );
+        put("regularisation.ar", self.ar.map(toml_float));
+        put("regularisation.tar", self.tar.map(toml_float));
+        put("data.random_bptt", on(self.random_bptt));
+        put("optim.nt_asgd", on(self.nt_asgd));
         put("train.seed", self.seed.map(|v| v.to_string()));
         put("train.max_batches", self.max_batches.map(|v| v.to_string()));
         put(

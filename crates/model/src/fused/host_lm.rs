@@ -26,6 +26,8 @@ struct HostLayer {
     b_ih: Vec<f32>,
     b_hh: Vec<f32>,
     input: usize,
+    /// This layer's hidden width (layers may differ: AWD-LSTM's shape).
+    hidden: usize,
 }
 
 /// A language model's weights on the host, for step-by-step inference at batch 1.
@@ -93,7 +95,9 @@ impl HostLanguageModel {
             .iter()
             .map(|l| {
                 let [_, input] = l.weight_ih.dims();
+                let [_, hidden] = l.weight_hh.dims();
                 HostLayer {
+                    hidden,
                     w_ih: host(l.weight_ih.val()),
                     w_hh: host(l.weight_hh.val()),
                     b_ih: host(l.bias_ih.val()),
@@ -128,13 +132,19 @@ impl HostLanguageModel {
 
     /// A zero state with its buffers.
     pub fn zero_state(&self) -> HostState {
-        let h = self.hidden;
+        // Work buffers fit the widest layer; each layer uses their first part.
+        let h = self
+            .layers
+            .iter()
+            .map(|l| l.hidden)
+            .max()
+            .unwrap_or(self.hidden);
         let g = self.cell.gates() * h;
-        let n = self.layers.len();
+        let per_layer = || self.layers.iter().map(|l| vec![0.0; l.hidden]).collect();
         HostState {
-            hidden: vec![vec![0.0; h]; n],
+            hidden: per_layer(),
             cell: if self.cell == CellKind::Lstm {
-                vec![vec![0.0; h]; n]
+                per_layer()
             } else {
                 Vec::new()
             },
@@ -171,8 +181,9 @@ impl HostLanguageModel {
             "token id {token} is outside the vocabulary"
         );
         let e = self.embedding_size;
-        let h = self.hidden;
         for (k, layer) in self.layers.iter().enumerate() {
+            let h = layer.hidden;
+            let g = self.cell.gates() * h;
             let (below, rest) = state.hidden.split_at_mut(k);
             let input: &[f32] = match below.last() {
                 Some(prev) => prev,
@@ -185,37 +196,28 @@ impl HostLanguageModel {
                 && rayon::current_num_threads() > 1
             {
                 let cell = &mut state.cell[k];
-                lstm_step_parallel(layer, input, hidden, cell, &mut state.next);
+                lstm_step_parallel(layer, input, hidden, cell, &mut state.next[..h]);
                 hidden.copy_from_slice(&state.next[..h]);
                 continue;
             }
-            gemv(&layer.w_ih, &layer.b_ih, input, &mut state.gates);
-            gemv(&layer.w_hh, &layer.b_hh, hidden, &mut state.recurrent);
+            let (gates, recurrent) = (&mut state.gates[..g], &mut state.recurrent[..g]);
+            let (scratch, next) = (&mut state.scratch[..h], &mut state.next[..h]);
+            gemv(&layer.w_ih, &layer.b_ih, input, gates);
+            gemv(&layer.w_hh, &layer.b_hh, hidden, recurrent);
             match self.cell {
                 CellKind::Lstm => {
-                    for (z, r) in state.gates.iter_mut().zip(&state.recurrent) {
+                    for (z, r) in gates.iter_mut().zip(recurrent.iter()) {
                         *z += r;
                     }
                     let cell = &mut state.cell[k];
-                    lstm_cell_forward(&mut state.gates, cell, &mut state.scratch, &mut state.next);
-                    cell.copy_from_slice(&state.scratch);
+                    lstm_cell_forward(gates, cell, scratch, next);
+                    cell.copy_from_slice(scratch);
                 }
                 CellKind::Gru => {
-                    gru_cell_forward(
-                        &mut state.gates,
-                        &state.recurrent,
-                        hidden,
-                        &mut state.scratch,
-                        &mut state.next,
-                    );
+                    gru_cell_forward(gates, recurrent, hidden, scratch, next);
                 }
                 CellKind::Rnn => {
-                    for ((n, z), r) in state
-                        .next
-                        .iter_mut()
-                        .zip(&state.gates)
-                        .zip(&state.recurrent)
-                    {
+                    for ((n, z), r) in next.iter_mut().zip(gates.iter()).zip(recurrent.iter()) {
                         *n = (z + r).tanh();
                     }
                 }
