@@ -55,14 +55,17 @@
 //! ```
 #![warn(missing_docs)]
 
+mod adaptive_eval;
 pub mod allocator;
 mod atomic;
 mod batch_score;
 mod beam;
+pub mod cache_pointer;
 mod checkpoint;
 pub mod data;
 pub mod decoding;
 mod device;
+pub mod dynamic_eval;
 mod error;
 mod evaluate;
 mod generate;
@@ -91,6 +94,10 @@ mod trainer;
 mod vector_export;
 mod word_search;
 
+pub use adaptive_eval::{
+    AdaptedEval, CachedTextScore, Figures, GridPoint, StreamScores, Tuning, best_point,
+    evaluate_adapted, gradient_stats_file, score_stream, stream_ids, tune_cache, tune_dynamic,
+};
 pub use atomic::write_atomic;
 pub use checkpoint::{
     Checkpoint, LoadedCheckpoint, POINTER_FORMAT, POINTER_FORMAT_VERSION, STATE_FORMAT,
