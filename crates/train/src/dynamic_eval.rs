@@ -15,7 +15,7 @@
 //! The model runs on the autodiff form of the run's device without dropout (dynamic evaluation
 //! adapts the evaluated model, it does not train with noise); every update is tensor arithmetic
 //! on the inner device, so every backend works.
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Flag, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use lstm_lm_model::{LanguageModel, RecurrentState};
@@ -186,17 +186,26 @@ pub struct DynamicModel {
     pad: Option<u32>,
 }
 
-/// The run's model on the autodiff form of its device, without dropout.
+/// Turns every training flag (dropout) off, leaving the parameters as they are.
+struct NoDropout;
+
+impl ModuleMapper for NoDropout {
+    fn map_flag(&mut self, flag: Param<Flag>) -> Param<Flag> {
+        flag.with_value(false)
+    }
+}
+
+/// The run's model on the autodiff form of its device, every weight requiring its gradient,
+/// without dropout. Forking keeps each parameter's id, so every copy (and the gradient
+/// statistics taken on one) names a weight alike.
 fn trainable_copy(run: &LoadedRun) -> Result<(LanguageModel, Device), TrainError> {
     let device = run.device.clone().autodiff();
-    let mut config = run.config.model.clone();
-    config.dropout_embedding = 0.0;
-    config.dropout_between = 0.0;
-    config.dropout_output = 0.0;
-    let model = config
-        .init(&device)?
-        .try_load_record(run.model.clone().into_record())
-        .map_err(|e| TrainError::RunDir(format!("cannot copy the model to adapt it: {e}")))?;
+    let model = run
+        .model
+        .clone()
+        .fork(&device)
+        .set_require_grad(true)
+        .map(&mut NoDropout);
     Ok((model, device))
 }
 
