@@ -186,26 +186,28 @@ pub struct DynamicModel {
     pad: Option<u32>,
 }
 
-/// Turns every training flag (dropout) off, leaving the parameters as they are.
-struct NoDropout;
+/// Makes every weight a tracked leaf on the autodiff form of its device (keeping its id) and
+/// turns every training flag (dropout) off.
+struct ToTrainable;
 
-impl ModuleMapper for NoDropout {
+impl ModuleMapper for ToTrainable {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let leaf = tensor.inner().autodiff().require_grad();
+        Param::from_mapped_value(id, leaf, mapper)
+    }
+
     fn map_flag(&mut self, flag: Param<Flag>) -> Param<Flag> {
         flag.with_value(false)
     }
 }
 
 /// The run's model on the autodiff form of its device, every weight requiring its gradient,
-/// without dropout. Forking keeps each parameter's id, so every copy (and the gradient
-/// statistics taken on one) names a weight alike.
+/// without dropout. Each parameter keeps the id it has in the run's model, so every copy (and
+/// the gradient statistics taken on one) names a weight alike.
 fn trainable_copy(run: &LoadedRun) -> Result<(LanguageModel, Device), TrainError> {
     let device = run.device.clone().autodiff();
-    let model = run
-        .model
-        .clone()
-        .fork(&device)
-        .set_require_grad(true)
-        .map(&mut NoDropout);
+    let model = run.model.clone().map(&mut ToTrainable);
     Ok((model, device))
 }
 

@@ -199,7 +199,7 @@ fn dynamic_evaluation_scores_before_it_learns() {
         assert!(rows > cut + bptt, "the text is too short for the test");
         let mut poisoned = ids.clone();
         for c in 0..columns {
-            for step in cut..rows {
+            for step in cut..rows - 1 {
                 let p = c * rows + step + 1;
                 poisoned[p] = (poisoned[p] + 7) % run.model.vocab_size() as u32;
             }
