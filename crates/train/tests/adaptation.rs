@@ -36,7 +36,7 @@ fn corpus_text(lines: usize, salt: u64) -> String {
 struct Fixture {
     _tmp: tempfile::TempDir,
     run: PathBuf,
-    /// A text that repeats its first half: what a cache and dynamic evaluation can exploit.
+    /// A text that repeats itself: what a cache and dynamic evaluation can exploit.
     repeated: PathBuf,
     /// Another text for statistics and tuning.
     valid: PathBuf,
@@ -50,9 +50,9 @@ fn fixture() -> &'static Fixture {
         let dir = tmp.path();
         let train_file = dir.join("train.txt");
         std::fs::write(&train_file, corpus_text(120, 1)).unwrap();
-        let half = corpus_text(20, 7);
+        // Four copies: each of the two evaluation columns reads two.
         let repeated = dir.join("repeated.txt");
-        std::fs::write(&repeated, format!("{half}{half}")).unwrap();
+        std::fs::write(&repeated, corpus_text(12, 7).repeat(4)).unwrap();
         let valid = dir.join("valid.txt");
         std::fs::write(&valid, corpus_text(30, 2)).unwrap();
         let mut s = TrainSettings::default();
