@@ -92,9 +92,10 @@ fn eval_and_score_with_adaptation() {
     let text = stdout(&o);
     assert!(text.contains("tuned dynamic evaluation (rms)"), "{text}");
     let tokens: usize = text
-        .split("tokens ")
-        .last()
-        .and_then(|t| t.trim().parse().ok())
+        .lines()
+        .find(|l| l.starts_with("plain"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|t| t.parse().ok())
         .unwrap();
     assert!((1..=60).contains(&tokens), "{text}");
 
