@@ -111,7 +111,11 @@ fn eval_and_score_with_adaptation() {
         dir,
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("(plain: log-probability"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("(plain: log-probability"),
+        "{}",
+        stdout(&o)
+    );
 
     for (flags, needle) in [
         (vec!["--cache", "0"], "--cache \"0\""),
@@ -120,10 +124,22 @@ fn eval_and_score_with_adaptation() {
         (vec!["--dynamic", "-1"], "--dynamic \"-1\""),
         (vec!["--dynamic", "0.1:2"], "decay"),
         (vec!["--dynamic"], "--dynamic-stats"),
-        (vec!["--dynamic", "--dynamic-rule", "adam"], "--dynamic-rule"),
-        (vec!["--tune-cache", "corpus.txt"], "--tune-cache needs --cache"),
-        (vec!["--cache", "9:1:0.1", "--tune-cache", "corpus.txt"], "WINDOW"),
-        (vec!["--tune-dynamic", "corpus.txt"], "--tune-dynamic needs --dynamic"),
+        (
+            vec!["--dynamic", "--dynamic-rule", "adam"],
+            "--dynamic-rule",
+        ),
+        (
+            vec!["--tune-cache", "corpus.txt"],
+            "--tune-cache needs --cache",
+        ),
+        (
+            vec!["--cache", "9:1:0.1", "--tune-cache", "corpus.txt"],
+            "WINDOW",
+        ),
+        (
+            vec!["--tune-dynamic", "corpus.txt"],
+            "--tune-dynamic needs --dynamic",
+        ),
         (vec!["--dynamic-stats", "corpus.txt"], "go with --dynamic"),
         (
             vec!["--dynamic", "--dynamic-stats", "missing.txt"],
@@ -133,7 +149,10 @@ fn eval_and_score_with_adaptation() {
         assert_one_line_error(&eval(&flags), &[needle]);
     }
     assert_one_line_error(
-        &lstm_lm(&["score", "--model", "run", "--cache", "0", "the keeper"], dir),
+        &lstm_lm(
+            &["score", "--model", "run", "--cache", "0", "the keeper"],
+            dir,
+        ),
         &["--cache"],
     );
 }

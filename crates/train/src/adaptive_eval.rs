@@ -185,8 +185,7 @@ pub fn score_stream(
             Some(dm) => dm.model().valid(),
         };
         let logits = scoring.project(hidden.clone().reshape([b * t, h]));
-        out.model
-            .extend(target_logprobs(logits, &batch.targets)?);
+        out.model.extend(target_logprobs(logits, &batch.targets)?);
         for c in 0..b {
             out.positions
                 .extend((0..t).map(|step| c * rows + start + step + 1));
@@ -196,9 +195,8 @@ pub fn score_stream(
             cache.read_segment(hidden, &batch.targets, |c, step, scores, next| {
                 let target = batch.targets[c * t + step];
                 for (k, &theta) in thetas.iter().enumerate() {
-                    per_theta[k].push(
-                        cache_probability(scores, next, target, theta).map(|p| p as f32),
-                    );
+                    per_theta[k]
+                        .push(cache_probability(scores, next, target, theta).map(|p| p as f32));
                 }
             })?;
         }

@@ -81,7 +81,9 @@ impl CacheConfig {
     /// Checks the ranges: window ≥ 1, θ ≥ 0, 0 ≤ λ < 1.
     pub fn validate(&self) -> Result<(), TrainError> {
         if self.window == 0 {
-            return Err(TrainError::Input("the cache window must be at least 1".into()));
+            return Err(TrainError::Input(
+                "the cache window must be at least 1".into(),
+            ));
         }
         if !(self.theta.is_finite() && self.theta >= 0.0) {
             return Err(TrainError::Input(format!(
@@ -215,7 +217,16 @@ mod tests {
         assert_eq!(CacheConfig::parse("100").unwrap(), CacheConfig::new(100));
         let c = CacheConfig::parse("50:0.3:0.2").unwrap();
         assert_eq!((c.window, c.theta, c.lambda), (50, 0.3, 0.2));
-        for bad in ["0", "100:x", "100:0.3", "-1", "100:0.3:1", "100:-1:0.1", "1:2:3:4", ""] {
+        for bad in [
+            "0",
+            "100:x",
+            "100:0.3",
+            "-1",
+            "100:0.3:1",
+            "100:-1:0.1",
+            "1:2:3:4",
+            "",
+        ] {
             let e = CacheConfig::parse(bad).unwrap_err().to_string();
             assert!(e.starts_with("--cache") && !e.contains('\n'), "{bad}: {e}");
         }
@@ -269,9 +280,11 @@ mod tests {
         let mut seen = Vec::new();
         for (first, steps) in [(0, 3), (3, 2)] {
             cache
-                .read_segment(segment(first, steps), &targets(first, steps), |c, t, s, n| {
-                    seen.push((c, first + t, s.to_vec(), n.to_vec()))
-                })
+                .read_segment(
+                    segment(first, steps),
+                    &targets(first, steps),
+                    |c, t, s, n| seen.push((c, first + t, s.to_vec(), n.to_vec())),
+                )
                 .unwrap();
         }
         let dot = |c: usize, a: usize, b: usize| ((c + 1) * (c + 1) + (a + 1) * (b + 1)) as f32;

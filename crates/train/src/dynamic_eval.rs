@@ -272,7 +272,8 @@ impl ModuleVisitor for RuleTensors<'_> {
         if let Some(rms) = self.stats.rms.get::<D>(param.id) {
             let c = self.config;
             let scale = (rms.clone() + c.epsilon).recip() * c.lr;
-            let rate = (rms * (c.decay / self.stats.mean_rms.max(f64::MIN_POSITIVE))).clamp_max(1.0);
+            let rate =
+                (rms * (c.decay / self.stats.mean_rms.max(f64::MIN_POSITIVE))).clamp_max(1.0);
             self.scales.register::<D>(param.id, scale);
             self.rates.register::<D>(param.id, rate);
         }
@@ -374,10 +375,7 @@ impl DynamicModel {
         let targets = data::targets_tensor(targets, &self.device);
         let (loss, _) = projected_cross_entropy(&self.model, hidden, targets, self.pad);
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let mut update = Update {
-            grads,
-            model: self,
-        };
+        let mut update = Update { grads, model: self };
         let model = self.model.clone().map(&mut update);
         self.model = model;
     }

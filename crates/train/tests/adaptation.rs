@@ -10,8 +10,8 @@ use lstm_lm_train::cache_pointer::{CacheConfig, LAMBDA_GRID, THETA_GRID};
 use lstm_lm_train::dynamic_eval::{DynamicConfig, DynamicModel, DynamicRule, gradient_stats};
 use lstm_lm_train::settings::{CheckpointEvery, Recipe, TokenizerChoice, TrainSettings};
 use lstm_lm_train::{
-    DataFiles, LoadedRun, ProgressMode, TrainOptions, TrainOutcome, evaluate_adapted,
-    score_stream, stream_ids, train, tune_cache, tune_dynamic,
+    DataFiles, LoadedRun, ProgressMode, TrainOptions, TrainOutcome, evaluate_adapted, score_stream,
+    stream_ids, train, tune_cache, tune_dynamic,
 };
 
 /// Lines of 4 to 9 words from a 30-word vocabulary, drawn by a fixed LCG.
@@ -253,7 +253,10 @@ fn rms_rule_uses_statistics_and_decay() {
     assert!(DynamicModel::new(&run, rms, None).is_err());
     let r = evaluate_adapted(&run, &f.repeated, None, Some(rms), Some(&stats), None).unwrap();
     let dynamic = r.dynamic.unwrap();
-    assert!(dynamic.loss.is_finite() && dynamic.loss < r.plain.loss, "{r:?}");
+    assert!(
+        dynamic.loss.is_finite() && dynamic.loss < r.plain.loss,
+        "{r:?}"
+    );
 }
 
 /// `tune_cache` and `tune_dynamic` return the grid's best point, and evaluating with it gives
@@ -297,9 +300,20 @@ fn tuning_picks_the_best_point_of_the_grid() {
         .reduce(f64::min)
         .unwrap();
     assert_eq!(t.best.figures.loss, min);
-    let again =
-        evaluate_adapted(&run, &f.valid, None, Some(sgd(t.best.a, t.best.b)), None, None).unwrap();
-    assert!(close(again.dynamic.unwrap().loss, t.best.figures.loss, 1e-6));
+    let again = evaluate_adapted(
+        &run,
+        &f.valid,
+        None,
+        Some(sgd(t.best.a, t.best.b)),
+        None,
+        None,
+    )
+    .unwrap();
+    assert!(close(
+        again.dynamic.unwrap().loss,
+        t.best.figures.loss,
+        1e-6
+    ));
 }
 
 /// `score --cache`: λ = 0 is `score`, and a repeated sentence scores better the second time.

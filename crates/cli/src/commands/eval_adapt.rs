@@ -87,7 +87,9 @@ fn plan(a: &AdaptArgs) -> Result<Plan> {
         match &a.dynamic {
             None => bail!("--tune-dynamic needs --dynamic: pick the rule with --dynamic-rule"),
             Some(spec) if !spec.trim().is_empty() => {
-                bail!("--tune-dynamic picks the step size and decay itself: give --dynamic without LR:DECAY")
+                bail!(
+                    "--tune-dynamic picks the step size and decay itself: give --dynamic without LR:DECAY"
+                )
             }
             _ => {}
         }
@@ -141,7 +143,13 @@ fn tuning_json(t: &Tuning, file: &Path, a: &str, b: &str) -> serde_json::Value {
 }
 
 /// Runs `eval` with adaptation.
-pub fn run(model: PathBuf, data: PathBuf, a: &AdaptArgs, device: super::device_args::DeviceArgs, json: bool) -> Result<()> {
+pub fn run(
+    model: PathBuf,
+    data: PathBuf,
+    a: &AdaptArgs,
+    device: super::device_args::DeviceArgs,
+    json: bool,
+) -> Result<()> {
     let mut p = plan(a)?;
     let device = device.device()?;
     lstm_lm_train::on_pool(move || -> Result<()> {
@@ -153,7 +161,10 @@ pub fn run(model: PathBuf, data: PathBuf, a: &AdaptArgs, device: super::device_a
             cache.theta = t.best.a;
             cache.lambda = t.best.b;
             if json {
-                report.insert("tuned_cache".into(), tuning_json(&t, file, "theta", "lambda"));
+                report.insert(
+                    "tuned_cache".into(),
+                    tuning_json(&t, file, "theta", "lambda"),
+                );
             } else {
                 writeln!(
                     out,
