@@ -463,3 +463,32 @@ impl LoadedRun {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(a: f64, loss: f64) -> GridPoint {
+        GridPoint {
+            a,
+            b: 0.0,
+            figures: Figures {
+                loss,
+                ppl: loss.exp(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_best_point_is_the_lowest_finite_loss_first_among_equals() {
+        let grid = [
+            point(1.0, 3.0),
+            point(2.0, f64::NAN),
+            point(3.0, 2.0),
+            point(4.0, 2.0),
+            point(5.0, f64::INFINITY),
+        ];
+        assert_eq!(best_point(&grid).unwrap().a, 3.0);
+        assert!(best_point(&[point(1.0, f64::NAN)]).is_none());
+    }
+}

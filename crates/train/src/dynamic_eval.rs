@@ -454,3 +454,38 @@ pub(crate) fn stream_only(flag: &str) -> TrainError {
         "{flag} needs a run trained with the stream recipe (the text read as one stream, state carried): this run uses the n-gram recipe"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_refuses_specs() {
+        let rms = DynamicConfig::parse("", DynamicRule::Rms).unwrap();
+        assert_eq!(rms, DynamicConfig::new(DynamicRule::Rms));
+        let c = DynamicConfig::parse("0.01", DynamicRule::Sgd).unwrap();
+        assert_eq!((c.lr, c.decay), (0.01, DynamicRule::Sgd.default_decay()));
+        let c = DynamicConfig::parse("0.5:0", DynamicRule::Sgd).unwrap();
+        assert_eq!((c.lr, c.decay), (0.5, 0.0));
+        for bad in ["-1", "0", "x", "0.1:2", "0.1:-0.5", "0.1:0.1:0.1", "inf"] {
+            let e = DynamicConfig::parse(bad, DynamicRule::Rms)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("--dynamic") && !e.contains('\n'),
+                "{bad}: {e}"
+            );
+        }
+        assert!(DynamicRule::parse("adam").is_err());
+        assert_eq!(DynamicRule::parse("sgd").unwrap(), DynamicRule::Sgd);
+    }
+
+    #[test]
+    fn the_grid_surrounds_the_defaults() {
+        for rule in [DynamicRule::Sgd, DynamicRule::Rms] {
+            let grid = rule.grid();
+            assert_eq!(grid.len(), 9);
+            assert!(grid.contains(&(rule.default_lr(), rule.default_decay())));
+        }
+    }
+}
