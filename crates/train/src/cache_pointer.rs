@@ -36,7 +36,7 @@ pub const DEFAULT_LAMBDA: f64 = 0.1;
 /// The θ values `--tune-cache` tries.
 pub const THETA_GRID: [f64; 9] = [0.05, 0.1, 0.2, 0.3, 0.45, 0.662, 0.9, 1.2, 1.6];
 /// The λ values `--tune-cache` tries.
-pub const LAMBDA_GRID: [f64; 9] = [0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3];
+pub const LAMBDA_GRID: [f64; 11] = [0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6];
 
 impl CacheConfig {
     /// A cache of `window` positions with the default θ and λ.

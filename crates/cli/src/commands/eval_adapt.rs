@@ -142,6 +142,26 @@ fn tuning_json(t: &Tuning, file: &Path, a: &str, b: &str) -> serde_json::Value {
     })
 }
 
+/// A note when the best point lies on the border of the grid (a wider grid might do better).
+fn edge_note(t: &Tuning) -> &'static str {
+    let range = |values: Vec<f64>| {
+        let lo = values.iter().copied().reduce(f64::min).unwrap_or(0.0);
+        let hi = values.iter().copied().reduce(f64::max).unwrap_or(0.0);
+        (lo, hi)
+    };
+    let (a_lo, a_hi) = range(t.grid.iter().map(|p| p.a).collect());
+    let (b_lo, b_hi) = range(t.grid.iter().map(|p| p.b).collect());
+    let on_edge = t.best.a == a_lo
+        || t.best.a == a_hi
+        || t.best.b == b_hi
+        || (t.best.b == b_lo && b_lo > 0.0);
+    if on_edge {
+        "  (on the edge of the grid)"
+    } else {
+        ""
+    }
+}
+
 /// Runs `eval` with adaptation.
 pub fn run(
     model: PathBuf,
@@ -168,13 +188,14 @@ pub fn run(
             } else {
                 writeln!(
                     out,
-                    "tuned cache on \"{}\" ({} tokens): θ {}  λ {}  perplexity {:.2} (plain {:.2})",
+                    "tuned cache on \"{}\" ({} tokens): θ {}  λ {}  perplexity {:.2} (plain {:.2}){}",
                     file.display(),
                     t.tokens,
                     t.best.a,
                     t.best.b,
                     t.best.figures.ppl,
-                    t.plain.ppl
+                    t.plain.ppl,
+                    edge_note(&t)
                 )?;
             }
         }
@@ -203,14 +224,15 @@ pub fn run(
             } else {
                 writeln!(
                     out,
-                    "tuned dynamic evaluation ({}) on \"{}\" ({} tokens): lr {}  decay {}  perplexity {:.2} (plain {:.2})",
+                    "tuned dynamic evaluation ({}) on \"{}\" ({} tokens): lr {}  decay {}  perplexity {:.2} (plain {:.2}){}",
                     dynamic.rule.name(),
                     file.display(),
                     t.tokens,
                     t.best.a,
                     t.best.b,
                     t.best.figures.ppl,
-                    t.plain.ppl
+                    t.plain.ppl,
+                    edge_note(&t)
                 )?;
             }
         }
