@@ -6,8 +6,8 @@
 //! Two rules (`θ` the weights, `θ₀` the trained ones, `g` the gradient of the segment's mean
 //! loss):
 //! - SGD: `θ ← θ − η g + λ (θ₀ − θ)`;
-//! - RMS (Krause et al.'s "RMS with a global decay prior"): `θ ← θ − η g / (√MS + ε) +
-//!   r ⊙ (θ₀ − θ)`, where `MS` is each weight's mean squared gradient over the segments of a
+//! - RMS (Krause et al.'s "RMS with a global decay prior"): `θ ← θ − η g / (√MS + ε·mean √MS)
+//!   + r ⊙ (θ₀ − θ)`, where `MS` is each weight's mean squared gradient over the segments of a
 //!   separate text (training or validation data, never the text evaluated) read with the
 //!   trained weights, and the decay rate `r = min(λ · √MS / mean(√MS), 1)` pulls back hardest
 //!   the weights whose gradients are usually large (the mean is over all weights).
@@ -97,7 +97,10 @@ pub struct DynamicConfig {
     pub lr: f64,
     /// Decay λ toward the trained weights (0 to 1). Default: [`DynamicRule::default_decay`].
     pub decay: f64,
-    /// ε added to √MS (RMS rule). Default 1e-5.
+    /// ε of the RMS rule, relative to the mean RMS gradient: steps are divided by
+    /// `√MS + ε · mean(√MS)`, so a weight whose gradient the statistics never saw (the
+    /// embedding row of a word absent from the statistics text) moves at most 1/ε times a
+    /// typical step instead of exploding. Default 0.1.
     pub epsilon: f64,
 }
 
@@ -108,7 +111,7 @@ impl DynamicConfig {
             rule,
             lr: rule.default_lr(),
             decay: rule.default_decay(),
-            epsilon: 1e-5,
+            epsilon: 0.1,
         }
     }
 
@@ -179,7 +182,7 @@ pub struct DynamicModel {
     config: DynamicConfig,
     /// The trained weights θ₀.
     originals: GradientsParams,
-    /// Per-weight step scale η / (√MS + ε) (RMS rule).
+    /// Per-weight step scale η / (√MS + ε·mean √MS) (RMS rule).
     scales: Option<GradientsParams>,
     /// Per-weight decay rate min(λ √MS / mean √MS, 1) (RMS rule).
     rates: Option<GradientsParams>,
@@ -271,7 +274,8 @@ impl ModuleVisitor for RuleTensors<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(rms) = self.stats.rms.get::<D>(param.id) {
             let c = self.config;
-            let scale = (rms.clone() + c.epsilon).recip() * c.lr;
+            let floor = c.epsilon * self.stats.mean_rms;
+            let scale = (rms.clone() + floor).recip() * c.lr;
             let rate =
                 (rms * (c.decay / self.stats.mean_rms.max(f64::MIN_POSITIVE))).clamp_max(1.0);
             self.scales.register::<D>(param.id, scale);
