@@ -122,6 +122,21 @@ fn target_logprobs(logits: Tensor<2>, targets: &[u32]) -> Result<Vec<f32>, Train
         .map_err(|e| TrainError::Device(format!("cannot read the scores from the device: {e}")))
 }
 
+/// Refuses a window whose mean loss is far worse than the uniform distribution's, ln(vocab),
+/// (by more than 5 nats, 148 times less likely per token): an adapting model that took too
+/// large a step never recovers, and its figures mean nothing.
+fn check_not_diverged(window: &[f32], vocab: usize) -> Result<(), TrainError> {
+    let loss = -window.iter().map(|&x| f64::from(x)).sum::<f64>() / window.len().max(1) as f64;
+    let limit = (vocab.max(2) as f64).ln() + 5.0;
+    if loss.is_finite() && loss <= limit {
+        return Ok(());
+    }
+    Err(TrainError::Data(format!(
+        "dynamic evaluation diverged (a window's loss became {loss:.1}, above the uniform distribution's {:.1} + 5): use a smaller --dynamic step size or a larger decay",
+        limit - 5.0
+    )))
+}
+
 /// The stream ids of `text`, prepared as the run's data was, at most `max_tokens` targets.
 pub fn stream_ids(
     run: &LoadedRun,
@@ -185,7 +200,11 @@ pub fn score_stream(
             Some(dm) => dm.model().valid(),
         };
         let logits = scoring.project(hidden.clone().reshape([b * t, h]));
-        out.model.extend(target_logprobs(logits, &batch.targets)?);
+        let window = target_logprobs(logits, &batch.targets)?;
+        if dynamic.is_some() {
+            check_not_diverged(&window, scoring.vocab_size())?;
+        }
+        out.model.extend(window);
         for c in 0..b {
             out.positions
                 .extend((0..t).map(|step| c * rows + start + step + 1));
