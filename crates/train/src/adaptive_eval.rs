@@ -510,4 +510,15 @@ mod tests {
         assert_eq!(best_point(&grid).unwrap().a, 3.0);
         assert!(best_point(&[point(1.0, f64::NAN)]).is_none());
     }
+
+    #[test]
+    fn a_window_far_worse_than_uniform_is_divergence() {
+        // Uniform over 100 words: ln 100 = 4.6 nats; the limit is 9.6.
+        assert!(check_not_diverged(&[-4.6, -9.0], 100).is_ok());
+        let e = check_not_diverged(&[-12.0, -9.0], 100)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("diverged") && e.contains("--dynamic"), "{e}");
+        assert!(check_not_diverged(&[f32::NAN], 100).is_err());
+    }
 }
