@@ -6,8 +6,8 @@
 //! Two rules (`θ` the weights, `θ₀` the trained ones, `g` the gradient of the segment's mean
 //! loss):
 //! - SGD: `θ ← θ − η g + λ (θ₀ − θ)`;
-//! - RMS (Krause et al.'s "RMS with a global decay prior"): `θ ← θ − η g / (√MS + ε·mean √MS)
-//!   + r ⊙ (θ₀ − θ)`, where `MS` is each weight's mean squared gradient over the segments of a
+//! - RMS (Krause et al.'s "RMS with a global decay prior"):
+//!   `θ ← θ − η g / (√MS + ε·mean √MS) + r ⊙ (θ₀ − θ)`, where `MS` is each weight's mean squared gradient over the segments of a
 //!   separate text (training or validation data, never the text evaluated) read with the
 //!   trained weights, and the decay rate `r = min(λ · √MS / mean(√MS), 1)` pulls back hardest
 //!   the weights whose gradients are usually large (the mean is over all weights).
