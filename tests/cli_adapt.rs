@@ -83,6 +83,8 @@ fn eval_and_score_with_adaptation() {
 
     let o = eval(&[
         "--dynamic",
+        "--dynamic-rule",
+        "rms",
         "--tune-dynamic",
         "corpus.txt",
         "--prefix-tokens",
@@ -123,7 +125,10 @@ fn eval_and_score_with_adaptation() {
         (vec!["--cache", "100:0.5:1.5"], "λ"),
         (vec!["--dynamic", "-1"], "--dynamic \"-1\""),
         (vec!["--dynamic", "0.1:2"], "decay"),
-        (vec!["--dynamic"], "--dynamic-stats"),
+        (
+            vec!["--dynamic", "--dynamic-rule", "rms"],
+            "--dynamic-stats",
+        ),
         (
             vec!["--dynamic", "--dynamic-rule", "adam"],
             "--dynamic-rule",
@@ -142,8 +147,18 @@ fn eval_and_score_with_adaptation() {
         ),
         (vec!["--dynamic-stats", "corpus.txt"], "go with --dynamic"),
         (
-            vec!["--dynamic", "--dynamic-stats", "missing.txt"],
+            vec![
+                "--dynamic",
+                "--dynamic-rule",
+                "rms",
+                "--dynamic-stats",
+                "missing.txt",
+            ],
             "missing.txt",
+        ),
+        (
+            vec!["--dynamic", "--dynamic-stats", "corpus.txt"],
+            "--dynamic-rule rms",
         ),
     ] {
         assert_one_line_error(&eval(&flags), &[needle]);

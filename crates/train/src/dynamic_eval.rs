@@ -31,9 +31,9 @@ use crate::session::LoadedRun;
 #[serde(rename_all = "lowercase")]
 pub enum DynamicRule {
     /// Plain gradient steps with a uniform decay toward the trained weights.
+    #[default]
     Sgd,
     /// Steps divided by each weight's RMS gradient, decay scaled by it (Krause et al.).
-    #[default]
     Rms,
 }
 
@@ -91,7 +91,7 @@ impl DynamicRule {
 /// Settings of dynamic evaluation (`--dynamic [LR[:DECAY]]`, `--dynamic-rule`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DynamicConfig {
-    /// The update rule. Default RMS.
+    /// The update rule. Default SGD.
     pub rule: DynamicRule,
     /// Step size η (> 0). Default: [`DynamicRule::default_lr`].
     pub lr: f64,
