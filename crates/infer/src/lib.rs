@@ -6,7 +6,9 @@
 //! [`TextScore`]), evaluation ([`evaluate()`]), sentence vectors ([`EmbedOptions`]), nearest
 //! words ([`WordSearch`]) and files other tools read ([`export_safetensors`],
 //! [`export_word2vec`], [`export_projector`], [`import_torch`]). N-gram runs load as
-//! [`LoadedNgramRun`]. This crate does not depend on the trainer (`lstm-lm-train`), so an
+//! [`LoadedNgramRun`]. Evaluation can adapt to the text it reads: a continuous cache
+//! ([`cache_pointer`]) and dynamic evaluation ([`dynamic_eval`]), through [`evaluate_adapted`].
+//! This crate does not depend on the trainer (`lstm-lm-train`), so an
 //! application that only generates or embeds compiles neither the training loop nor its
 //! progress bars and plots.
 //!
@@ -44,12 +46,15 @@
 //! ```
 #![warn(missing_docs)]
 
+mod adaptive_eval;
 mod atomic;
 mod batch_score;
 mod beam;
+pub mod cache_pointer;
 pub mod data;
 pub mod decoding;
 mod device;
+pub mod dynamic_eval;
 mod error;
 pub mod evaluate;
 mod generate;
@@ -68,6 +73,10 @@ mod torch_import;
 mod vector_export;
 mod word_search;
 
+pub use adaptive_eval::{
+    AdaptedEval, CachedTextScore, Figures, GridPoint, StreamScores, Tuning, best_point,
+    evaluate_adapted, gradient_stats_file, score_stream, stream_ids, tune_cache, tune_dynamic,
+};
 pub use atomic::write_atomic;
 pub use decoding::{Conversation, GenerateOptions, GeneratedToken, Generation, StopReason};
 pub use device::{on_pool, setup_device, setup_threads};

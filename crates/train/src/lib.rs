@@ -75,7 +75,9 @@ pub mod schedule;
 mod trainer;
 
 // The inference layer's modules, under the paths the trainer's code has always used.
-pub use lstm_lm_infer::{data, decoding, evaluate, loss, run_dir, settings};
+pub use lstm_lm_infer::{
+    cache_pointer, data, decoding, dynamic_eval, evaluate, loss, run_dir, settings,
+};
 
 pub use atomic::write_atomic;
 pub use checkpoint::{
@@ -84,15 +86,17 @@ pub use checkpoint::{
 };
 pub use error::TrainError;
 pub use lstm_lm_infer::{
-    Conversation, DataFileDigest, DataFiles, EmbedOptions, EvalResult, GenerateOptions,
-    GeneratedToken, Generation, Generator, GeneratorState, IMPORTED_BACKEND, ImportOptions,
-    InferError, LayerChoice, LoadedNgramRun, LoadedRun, MixtureResult, NgramEvalResult, Pooling,
-    RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir, SamplingConfig, StopReason, StopText,
-    TORCH_EXPORT_FORMAT, TORCH_EXPORT_FORMAT_VERSION, TextScore, TrainSettings, VectorExport,
-    WordNeighbor, WordSearch, apply_repetition_penalty, changed_data_files, check_same_tokenizer,
-    draw, escape_token, evaluate_mixture, export_projector, export_safetensors, export_word2vec,
-    import_torch, load_weights, log_prob_of, model_bytes, no_repeat_ngram_bans, on_pool, score_ids,
-    setup_device, setup_threads, torch_state_dict_bytes, word_id,
+    AdaptedEval, CachedTextScore, Conversation, DataFileDigest, DataFiles, EmbedOptions,
+    EvalResult, Figures, GenerateOptions, GeneratedToken, Generation, Generator, GeneratorState,
+    GridPoint, IMPORTED_BACKEND, ImportOptions, InferError, LayerChoice, LoadedNgramRun, LoadedRun,
+    MixtureResult, NgramEvalResult, Pooling, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, RunDir,
+    SamplingConfig, StopReason, StopText, StreamScores, TORCH_EXPORT_FORMAT,
+    TORCH_EXPORT_FORMAT_VERSION, TextScore, TrainSettings, Tuning, VectorExport, WordNeighbor,
+    WordSearch, apply_repetition_penalty, best_point, changed_data_files, check_same_tokenizer,
+    draw, escape_token, evaluate_adapted, evaluate_mixture, export_projector, export_safetensors,
+    export_word2vec, gradient_stats_file, import_torch, load_weights, log_prob_of, model_bytes,
+    no_repeat_ngram_bans, on_pool, score_ids, score_stream, setup_device, setup_threads,
+    stream_ids, torch_state_dict_bytes, tune_cache, tune_dynamic, word_id,
 };
 pub use metrics::{
     EventSink, METRICS_FORMAT, METRICS_FORMAT_VERSION, MetricEvent, MetricsFile, ProgressMode,

@@ -19,7 +19,10 @@ use super::device_args::DeviceArgs;
   lstm-lm eval --model runs/sample --data datasets/sample/valid.txt
   lstm-lm eval --model runs/wt2 --data data/wikitext-2/test.txt --json
   lstm-lm eval --model runs/kn5 --data data/wikitext-2/test.txt
-  lstm-lm eval --model runs/wt2 --mix runs/kn5:0.1,0.3,0.5 --data data/wikitext-2/test.txt"
+  lstm-lm eval --model runs/wt2 --mix runs/kn5:0.1,0.3,0.5 --data data/wikitext-2/test.txt
+  lstm-lm eval --model runs/wt2 --data test.txt --cache 2000 --tune-cache valid.txt
+  lstm-lm eval --model runs/wt2 --data test.txt --dynamic --tune-dynamic valid.txt
+  lstm-lm eval --model runs/wt2 --data test.txt --dynamic 1.0:0.001 --dynamic-rule sgd"
 )]
 pub struct EvalArgs {
     /// Run folder written by `lstm-lm train` or `lstm-lm ngram train`.
@@ -36,11 +39,25 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub adapt: super::eval_adapt::AdaptArgs,
+    #[command(flatten)]
     pub device: DeviceArgs,
 }
 
 /// Runs `lstm-lm eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
+    if args.adapt.any() {
+        if args.mix.is_some() {
+            anyhow::bail!("--mix does not combine with --cache or --dynamic: give one of them");
+        }
+        if super::ngram::is_ngram_run(&args.model) {
+            anyhow::bail!(
+                "--cache and --dynamic adapt an LSTM run; \"{}\" is an n-gram run",
+                args.model.display()
+            );
+        }
+        return super::eval_adapt::run(args.model, args.data, &args.adapt, args.device, args.json);
+    }
     if super::ngram::is_ngram_run(&args.model) {
         return super::ngram::eval(args);
     }

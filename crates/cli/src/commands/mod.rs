@@ -6,6 +6,7 @@ mod device_args;
 pub mod embed;
 pub mod encode;
 pub mod eval;
+pub mod eval_adapt;
 pub mod export;
 pub mod generate;
 pub mod import;

@@ -17,7 +17,8 @@ use super::embed::{TEXTS_PER_BLOCK, TextSource};
     allow_negative_numbers = true,
     after_help = "Examples:
   lstm-lm score --model runs/sample 'the lamp was lit at dusk'
-  lstm-lm score --model runs/sample --file sentences.txt --json"
+  lstm-lm score --model runs/sample --file sentences.txt --json
+  lstm-lm score --model runs/sample --file sentences.txt --cache 200:0.5:0.2"
 )]
 pub struct ScoreArgs {
     /// Run folder written by `lstm-lm train`.
@@ -33,6 +34,10 @@ pub struct ScoreArgs {
     /// logprob, and the line number with --file).
     #[arg(long)]
     pub json: bool,
+    /// Mix in the continuous cache pointer over each text's own earlier tokens (see `eval
+    /// --cache`); the plain perplexity is printed next to the cached one.
+    #[arg(long, value_name = "WINDOW[:θ:λ]")]
+    pub cache: Option<String>,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -43,7 +48,18 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     if args.text.is_none() && args.file.is_none() {
         bail!("give the text to score as an argument or with --file FILE");
     }
+    let cache = args
+        .cache
+        .as_deref()
+        .map(lstm_lm_infer::cache_pointer::CacheConfig::parse)
+        .transpose()?;
     if super::ngram::is_ngram_run(&args.model) {
+        if cache.is_some() {
+            bail!(
+                "--cache works on LSTM runs; \"{}\" is an n-gram run",
+                args.model.display()
+            );
+        }
         let texts: Vec<String> = match (&args.text, &args.file) {
             (Some(t), _) => vec![t.clone()],
             (None, Some(path)) => lstm_lm_infer::data::read_file(path)?
@@ -80,13 +96,32 @@ pub fn run(args: ScoreArgs) -> Result<()> {
                 .into_iter()
                 .filter(|(_, t)| !t.trim().is_empty())
                 .unzip();
-            for ((n, text), score) in lines.iter().zip(&texts).zip(run.score_many(&texts)) {
-                let s = score.map_err(|e| match &args.file {
+            let scores: Vec<Result<(TextScore, Option<Plain>), InferError>> = match &cache {
+                None => run
+                    .score_many(&texts)
+                    .into_iter()
+                    .map(|s| s.map(|s| (s, None)))
+                    .collect(),
+                Some(cache) => texts
+                    .iter()
+                    .map(|t| {
+                        run.score_with_cache(t, cache).map(|c| {
+                            let plain = Plain {
+                                total_logprob: c.plain_total_logprob,
+                                ppl: c.plain_ppl,
+                            };
+                            (c.score, Some(plain))
+                        })
+                    })
+                    .collect(),
+            };
+            for ((n, text), score) in lines.iter().zip(&texts).zip(scores) {
+                let (s, plain) = score.map_err(|e| match &args.file {
                     Some(_) => anyhow::anyhow!("{}: {e}", source.describe(n - 1)),
                     None => e.into(),
                 })?;
                 let line = args.file.as_ref().map(|_| *n);
-                print_score(&mut out, text, line, &s, args.json)?;
+                print_score(&mut out, text, line, &s, plain.as_ref(), args.json)?;
             }
         }
         out.flush()?;
@@ -102,19 +137,28 @@ pub fn print_scores<'a>(
     let mut out = std::io::stdout().lock();
     for scored in scores {
         let (text, s) = scored?;
-        print_score(&mut out, text, None, &s, json)?;
+        print_score(&mut out, text, None, &s, None, json)?;
     }
     out.flush()?;
     Ok(())
 }
 
+/// The plain model's figures on a text scored with `--cache`.
+struct Plain {
+    total_logprob: f64,
+    ppl: f64,
+}
+
 /// One text's scores: the text, one line per token and a total line; or one JSON object (text,
-/// total_logprob, ppl, tokens with id, token and logprob, and the line number of a file).
+/// total_logprob, ppl, tokens with id, token and logprob, and the line number of a file). With
+/// `--cache`, the plain model's figures follow the cached ones (`plain_total_logprob`,
+/// `plain_ppl`).
 fn print_score(
     out: &mut impl Write,
     text: &str,
     line: Option<usize>,
     s: &TextScore,
+    plain: Option<&Plain>,
     json: bool,
 ) -> Result<()> {
     if json {
@@ -133,19 +177,31 @@ fn print_score(
         if let Some(n) = line {
             v["line"] = serde_json::json!(n);
         }
+        if let Some(p) = plain {
+            v["plain_total_logprob"] = serde_json::json!(p.total_logprob);
+            v["plain_ppl"] = serde_json::json!(p.ppl);
+        }
         writeln!(out, "{v}")?;
     } else {
         writeln!(out, "{text}")?;
         for (t, lp) in &s.tokens {
             writeln!(out, "  {lp:>9.4}  {t}")?;
         }
-        writeln!(
+        write!(
             out,
             "  total log-probability {:.4} over {} tokens, perplexity {:.2}",
             s.total_logprob,
             s.tokens.len(),
             s.ppl
         )?;
+        match plain {
+            Some(p) => writeln!(
+                out,
+                " (plain: log-probability {:.4}, perplexity {:.2})",
+                p.total_logprob, p.ppl
+            )?,
+            None => writeln!(out)?,
+        }
     }
     Ok(())
 }
