@@ -4,41 +4,23 @@ use std::path::Path;
 
 #[path = "support/cli.rs"]
 mod support;
-use support::{CORPUS, assert_one_line_error, lstm_lm, stderr, stdout};
+use support::{CORPUS, assert_one_line_error, lstm_lm, stderr, stdout, train_tiny_run};
 
 /// A tiny stream run on the corpus (evaluation batch of 2 so the five lines make windows).
 fn trained_run(dir: &Path) {
-    std::fs::write(dir.join("corpus.txt"), CORPUS.repeat(4)).unwrap();
-    let o = lstm_lm(
-        &[
-            "train",
-            "--preset",
-            "seed",
-            "--data",
-            "corpus.txt",
-            "--out",
-            "run",
-            "--epochs",
-            "2",
-            "--hidden-size",
-            "16",
-            "--embedding-size",
-            "8",
-            "--recipe",
-            "stream",
-            "--bptt",
-            "5",
-            "--batch-size",
-            "2",
-            "--set",
-            "data.eval_batch_size=2",
-            "--quiet",
-            "--sample-tokens",
-            "0",
-        ],
-        dir,
-    );
-    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    let stream = [
+        "--recipe",
+        "stream",
+        "--bptt",
+        "5",
+        "--batch-size",
+        "2",
+        "--set",
+        "data.eval_batch_size=2",
+        "--sample-tokens",
+        "0",
+    ];
+    train_tiny_run(dir, &CORPUS.repeat(4), &stream);
 }
 
 #[test]

@@ -12,32 +12,11 @@ use serde_json::{Value, json};
 mod http;
 #[path = "support/cli.rs"]
 mod support;
-use support::{CORPUS, lstm_lm, stderr};
+use support::{CORPUS, lstm_lm, train_tiny_run};
 
 /// Trains the tiny run (2 epochs of a 16-unit LSTM on the five-line corpus) into `dir/run`.
 fn trained_run(dir: &Path) -> PathBuf {
-    std::fs::write(dir.join("corpus.txt"), CORPUS).unwrap();
-    let o = lstm_lm(
-        &[
-            "train",
-            "--preset",
-            "seed",
-            "--data",
-            "corpus.txt",
-            "--out",
-            "run",
-            "--epochs",
-            "2",
-            "--hidden-size",
-            "16",
-            "--embedding-size",
-            "8",
-            "--quiet",
-        ],
-        dir,
-    );
-    assert!(o.status.success(), "train failed: {}", stderr(&o));
-    dir.join("run")
+    train_tiny_run(dir, CORPUS, &[])
 }
 
 /// A running `lstm-lm serve`, killed when dropped.

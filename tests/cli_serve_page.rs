@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 mod http;
 #[path = "support/cli.rs"]
 mod support;
-use support::{CORPUS, lstm_lm, stderr};
+use support::{CORPUS, train_tiny_run};
 
 /// The W3C WebDriver key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a4f3-4c3b7fce1d1d";
@@ -122,27 +122,7 @@ impl Session {
 }
 
 fn trained_run(dir: &Path) {
-    std::fs::write(dir.join("corpus.txt"), CORPUS).unwrap();
-    let o = lstm_lm(
-        &[
-            "train",
-            "--preset",
-            "seed",
-            "--data",
-            "corpus.txt",
-            "--out",
-            "run",
-            "--epochs",
-            "2",
-            "--hidden-size",
-            "16",
-            "--embedding-size",
-            "8",
-            "--quiet",
-        ],
-        dir,
-    );
-    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    train_tiny_run(dir, CORPUS, &[]);
 }
 
 #[test]

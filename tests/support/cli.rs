@@ -21,6 +21,33 @@ pub fn lstm_lm(args: &[&str], dir: &Path) -> Output {
         .expect("the lstm-lm binary runs")
 }
 
+/// Writes `corpus` to `dir/corpus.txt` and trains the tiny run the CLI tests share (the seed
+/// preset, 2 epochs of a 16-unit LSTM over 8-wide embeddings, plus `extra` flags) into
+/// `dir/run`; panics with the trainer's message when it fails.
+pub fn train_tiny_run(dir: &Path, corpus: &str, extra: &[&str]) -> std::path::PathBuf {
+    std::fs::write(dir.join("corpus.txt"), corpus).unwrap();
+    let mut args = vec![
+        "train",
+        "--preset",
+        "seed",
+        "--data",
+        "corpus.txt",
+        "--out",
+        "run",
+        "--epochs",
+        "2",
+        "--hidden-size",
+        "16",
+        "--embedding-size",
+        "8",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    let o = lstm_lm(&args, dir);
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    dir.join("run")
+}
+
 /// What the command printed on standard error.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
