@@ -18,7 +18,8 @@ mod support;
 use support::{CORPUS, train_tiny_run};
 
 /// The W3C WebDriver key of an element reference.
-const ELEMENT: &str = "element-6066-11e4-a4f3-4c3b7fce1d1d";
+// The W3C WebDriver web element identifier.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A child process killed when dropped.
 struct Killed(Child);

@@ -108,6 +108,15 @@ pub fn request(
         }
         .read_to_end(&mut body)
         .unwrap();
+    } else if let Some(length) = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        // Read exactly the body: a peer may keep the connection open despite
+        // `Connection: close` (chromedriver does), and waiting for its end would hang.
+        body.resize(length, 0);
+        r.read_exact(&mut body).unwrap();
     } else {
         r.read_to_end(&mut body).unwrap();
     }
