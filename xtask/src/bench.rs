@@ -289,8 +289,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             println!("# round {} of {} done", round + 1, args.rounds);
         }
     }
-    print_ratios_to_eval(&table);
-    print_regularisation_ratios(&table);
+    print_paired_ratios(&table);
     if torch.is_some() {
         println!(
             "# ratios lstm-lm / torch (throughput: higher is better; memory: lower is better){}",
@@ -327,75 +326,43 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `score` and `embed` against `eval` on the same backend, round by round (throughput: 1.00 is
-/// eval speed, higher is faster).
-fn print_ratios_to_eval(table: &[Row]) {
-    for (config, backend, rounds) in table {
-        if config != "score" && config != "embed" {
-            continue;
-        }
-        let Some((_, _, eval)) = table.iter().find(|(c, b, _)| c == "eval" && b == backend) else {
-            continue;
-        };
-        // Wall-clock throughput, and CPU time per token (steadier on a busy machine).
-        let cpu_ms = |m: &Measured| m.cpu_ms.unwrap_or(f64::NAN);
-        let ratios: Vec<f64> = rounds
-            .iter()
-            .zip(eval)
-            .map(|((ours, _), (base, _))| ours.value / base.value)
-            .collect();
-        let cpu_ratios: Vec<f64> = rounds
-            .iter()
-            .zip(eval)
-            .map(|((ours, _), (base, _))| cpu_ms(base) / cpu_ms(ours))
-            .collect();
-        let list = |v: &[f64]| {
-            v.iter()
-                .map(|r| format!("{r:.2}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        println!(
-            "ratio {config}/eval backend={backend} speed={:.2} (rounds: {}) cpu_speed={:.2} (rounds: {})",
-            median(&ratios),
-            list(&ratios),
-            median(&cpu_ratios),
-            list(&cpu_ratios)
-        );
-    }
-}
+/// Configurations timed against another of the same run, on the same backend, round by round:
+/// `score` and `embed` against `eval` (1.00 is eval speed), `lm-awd` against `lm` (1.00 is no
+/// cost for the regularisers). Wall-clock throughput, and CPU time per unit of work, which a
+/// shared machine disturbs less.
+const RATIO_PAIRS: [(&str, &str); 3] = [("score", "eval"), ("embed", "eval"), ("lm-awd", "lm")];
 
-/// With `lm` and `lm-awd` in the same run: the regularised step's throughput over the plain
-/// one's, per round (each round measures both, one after the other).
-fn print_regularisation_ratios(table: &[Row]) {
-    for (config, backend, awd) in table.iter().filter(|r| r.0 == "lm-awd") {
-        let Some((_, _, plain)) = table.iter().find(|r| r.0 == "lm" && &r.1 == backend) else {
-            continue;
-        };
-        let ratios: Vec<f64> = awd
-            .iter()
-            .zip(plain)
-            .map(|((a, _), (p, _))| a.value / p.value)
-            .collect();
-        // CPU time per step is steadier than wall time on a shared machine.
-        let cpu: Vec<f64> = awd
-            .iter()
-            .zip(plain)
-            .filter_map(|((a, _), (p, _))| Some(a.cpu_ms? / p.cpu_ms?))
-            .collect();
-        let list = |v: &[f64]| {
-            v.iter()
-                .map(|r| format!("{r:.2}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        println!(
-            "ratio {config}/lm backend={backend} speed={:.2} (rounds: {}) cpu_per_step={:.2} (rounds: {}) (regularised / plain: speed 1.00 and cpu 1.00 = no cost)",
-            median(&ratios),
-            list(&ratios),
-            median(&cpu),
-            list(&cpu)
-        );
+fn print_paired_ratios(table: &[Row]) {
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (config, base_config) in RATIO_PAIRS {
+        for (_, backend, rounds) in table.iter().filter(|r| r.0 == config) {
+            let Some((_, _, base)) = table.iter().find(|r| r.0 == base_config && &r.1 == backend)
+            else {
+                continue;
+            };
+            let pairs = || {
+                rounds
+                    .iter()
+                    .zip(base)
+                    .map(|((ours, _), (theirs, _))| (ours, theirs))
+            };
+            let speed: Vec<f64> = pairs().map(|(o, b)| o.value / b.value).collect();
+            let cpu_speed: Vec<f64> = pairs()
+                .filter_map(|(o, b)| Some(b.cpu_ms? / o.cpu_ms?))
+                .collect();
+            println!(
+                "ratio {config}/{base_config} backend={backend} speed={:.2} (rounds: {}) cpu_speed={:.2} (rounds: {})",
+                median(&speed),
+                list(&speed),
+                median(&cpu_speed),
+                list(&cpu_speed)
+            );
+        }
     }
 }
 
