@@ -333,30 +333,37 @@ fn interactive_session_through_a_pseudo_terminal() {
         ],
         dir,
     );
+    // Every line is typed only once the prompt is shown: a line typed earlier sits in the
+    // terminal's input queue, and a Ctrl-C there drops it instead of stopping a continuation.
     term.expect("> ");
     term.send("the keeper\n");
     term.expect("climbed the tower");
+    for (line, reply) in [
+        ("/temp 0.5\n", "temperature 0.5"),
+        ("/topk 0\n", "top-k off"),
+        ("/bogus\n", "unknown command /bogus"),
+        ("/tokens 100000000\n", "100000000 tokens"),
+        ("/reset\n", "state reset"),
+    ] {
+        term.expect("> ");
+        term.send(line);
+        term.expect(reply);
+    }
     term.expect("> ");
-    term.send("/temp 0.5\n");
-    term.expect("temperature 0.5");
-    term.send("/topk 0\n");
-    term.expect("top-k off");
-    term.send("/bogus\n");
-    term.expect("unknown command /bogus");
-    term.send("/tokens 100000000\n");
-    term.expect("100000000 tokens");
-    term.send("/reset\n");
-    term.expect("state reset");
     term.send("the\n");
-    // The terminal echoes the line; then the endless continuation starts: stop it.
+    // The terminal echoes the line; then the endless continuation starts (every word comes
+    // with its space): once a word is out, stop it.
     term.expect("the\r\n");
     term.expect(" ");
     term.send("\x03");
     term.expect("(stopped)");
     term.expect("> ");
     term.send("/greedy\n");
+    term.expect("greedy");
+    term.expect("> ");
     term.send("/tokens 3\n");
     term.expect("3 tokens");
+    term.expect("> ");
     term.send("/quit\n");
     assert_eq!(term.wait(), Some(0), "{}", term.seen());
     // `--prompt -` on a terminal is the same session; Ctrl-D leaves it.
