@@ -13,32 +13,14 @@ fn assert_clean_error(o: &Output, needle: &str) {
     support::assert_one_line_error(o, &[needle]);
 }
 
-/// `train` of the tiny run the model tests share (2 epochs of a 16-unit LSTM on the corpus,
-/// validated on it), with `extra` flags; the corpus is written first.
+/// `train` of the tiny run the model tests share, validated on its corpus, with `extra` flags.
 fn train_tiny(dir: &Path, extra: &[&str]) -> Output {
-    std::fs::write(dir.join("corpus.txt"), CORPUS).unwrap();
-    let mut args = vec![
-        "train",
-        "--preset",
-        "seed",
-        "--data",
-        "corpus.txt",
-        "--valid",
-        "corpus.txt",
-        "--out",
-        "run",
-        "--epochs",
-        "2",
-        "--hidden-size",
-        "16",
-        "--embedding-size",
-        "8",
-    ];
+    let mut args = vec!["--valid", "corpus.txt"];
     args.extend_from_slice(extra);
-    lstm_lm(&args, dir)
+    support::train_tiny(dir, CORPUS, &args)
 }
 
-/// A tiny trained run shared by the tests that only read it.
+/// A tiny trained run shared by the tests that only read it; its training printed a sample.
 fn trained_run(dir: &Path) -> PathBuf {
     let o = train_tiny(dir, &["--quiet", "--sample-tokens", "5"]);
     assert!(o.status.success(), "train failed: {}", stderr(&o));

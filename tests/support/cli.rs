@@ -21,10 +21,10 @@ pub fn lstm_lm(args: &[&str], dir: &Path) -> Output {
         .expect("the lstm-lm binary runs")
 }
 
-/// Writes `corpus` to `dir/corpus.txt` and trains the tiny run the CLI tests share (the seed
-/// preset, 2 epochs of a 16-unit LSTM over 8-wide embeddings, plus `extra` flags) into
-/// `dir/run`; panics with the trainer's message when it fails.
-pub fn train_tiny_run(dir: &Path, corpus: &str, extra: &[&str]) -> std::path::PathBuf {
+/// Writes `corpus` to `dir/corpus.txt` and runs `train` of the tiny run the CLI tests share
+/// (the seed preset, 2 epochs of a 16-unit LSTM over 8-wide embeddings, into `dir/run`) with
+/// `extra` flags; returns what it printed.
+pub fn train_tiny(dir: &Path, corpus: &str, extra: &[&str]) -> Output {
     std::fs::write(dir.join("corpus.txt"), corpus).unwrap();
     let mut args = vec![
         "train",
@@ -40,10 +40,16 @@ pub fn train_tiny_run(dir: &Path, corpus: &str, extra: &[&str]) -> std::path::Pa
         "16",
         "--embedding-size",
         "8",
-        "--quiet",
     ];
     args.extend_from_slice(extra);
-    let o = lstm_lm(&args, dir);
+    lstm_lm(&args, dir)
+}
+
+/// [`train_tiny`] quietly; panics with the trainer's message when it fails. Returns the run.
+pub fn train_tiny_run(dir: &Path, corpus: &str, extra: &[&str]) -> std::path::PathBuf {
+    let mut args = vec!["--quiet"];
+    args.extend_from_slice(extra);
+    let o = train_tiny(dir, corpus, &args);
     assert!(o.status.success(), "train failed: {}", stderr(&o));
     dir.join("run")
 }

@@ -70,26 +70,11 @@ fn train_default(dir: &std::path::Path) -> Result<PathBuf> {
     let mut settings = TrainSettings::preset("seed")?;
     settings.train.epochs = 1;
     let out = dir.join("run");
-    let outcome = lstm_lm_train::train(TrainOptions {
+    let outcome = lstm_lm_train::train(TrainOptions::new(
         settings,
-        data: DataFiles {
-            train: vec![corpus],
-            valid: None,
-            test: None,
-        },
-        out: out.clone(),
-        backend: BackendKind::Flex,
-        device: lstm_lm_model::device_for(BackendKind::Flex, 0)?,
-        extra_devices: Vec::new(),
-        resume: false,
-        epochs_override: None,
-        accept_changed_data: false,
-        stop: None,
-        progress: ProgressMode::Quiet,
-        on_event: None,
-        stop_at_step: None,
-        crash_at_step: None,
-    })?;
+        DataFiles::train_only(corpus),
+        &out,
+    ))?;
     if !matches!(outcome, TrainOutcome::Finished(_)) {
         bail!("training the load-test model did not finish");
     }

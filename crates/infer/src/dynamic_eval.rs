@@ -98,9 +98,10 @@ pub struct DynamicConfig {
     /// Decay λ toward the trained weights (0 to 1). Default: [`DynamicRule::default_decay`].
     pub decay: f64,
     /// ε of the RMS rule, relative to the mean RMS gradient: steps are divided by
-    /// `√MS + ε · mean(√MS)`, so a weight whose gradient the statistics never saw (the
-    /// embedding row of a word absent from the statistics text) moves at most 1/ε times a
-    /// typical step instead of exploding. Default 0.1.
+    /// `√MS + ε · mean(√MS)`, so a weight with a tiny gradient in the statistics moves at most
+    /// 1/ε times a typical step. (A weight whose gradient the statistics never saw, such as the
+    /// embedding row of a word absent from the statistics text, takes its tensor's mean √MS
+    /// instead.) Default 0.1.
     pub epsilon: f64,
 }
 
@@ -253,13 +254,29 @@ struct ToRms<'a> {
 impl ModuleVisitor for ToRms<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let rms = match self.sums.remove::<D>(param.id) {
-            Some(s) => (s / self.count).sqrt(),
+            Some(s) => unseen_take_the_seen_mean((s / self.count).sqrt()),
             None => param.val().inner().zeros_like(),
         };
         self.total += f64::from(rms.clone().sum().into_scalar::<f32>());
         self.elements += rms.shape().num_elements() as u64;
         self.sums.register::<D>(param.id, rms);
     }
+}
+
+/// Gives the weights of one tensor whose gradient was zero throughout the statistics text
+/// (the embedding rows of words it does not contain) the mean RMS of the tensor's other
+/// weights. Left at zero they would take the largest steps of all (η / ε·mean) and never decay
+/// back, and a text that uses those words makes dynamic evaluation diverge; knowing nothing
+/// of them, the rule treats them as typical weights of their tensor.
+fn unseen_take_the_seen_mean<const D: usize>(rms: Tensor<D>) -> Tensor<D> {
+    let seen = rms.clone().greater_elem(0.0).float();
+    let n_seen = f64::from(seen.clone().sum().into_scalar::<f32>());
+    let elements = rms.shape().num_elements() as f64;
+    if n_seen == 0.0 || n_seen == elements {
+        return rms;
+    }
+    let seen_mean = f64::from(rms.clone().sum().into_scalar::<f32>()) / n_seen;
+    rms + (seen.neg() + 1.0) * seen_mean
 }
 
 /// Builds the RMS rule's per-weight step scales and decay rates from the statistics.
@@ -462,6 +479,20 @@ pub(crate) fn stream_only(flag: &str) -> InferError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn weights_the_statistics_never_saw_take_their_tensors_seen_mean() {
+        let device = Device::flex();
+        let rms = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [2, 2]), &device);
+        let values = |t: Tensor<2>| t.into_data().to_vec::<f32>().unwrap();
+        let filled = unseen_take_the_seen_mean(rms(vec![0.0, 2.0, 0.0, 4.0]));
+        assert_eq!(values(filled), vec![3.0, 2.0, 3.0, 4.0]);
+        // Nothing seen, or everything: unchanged.
+        for v in [vec![0.0; 4], vec![1.0, 2.0, 3.0, 4.0]] {
+            assert_eq!(values(unseen_take_the_seen_mean(rms(v.clone()))), v);
+        }
+    }
 
     #[test]
     fn parses_and_refuses_specs() {

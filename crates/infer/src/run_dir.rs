@@ -111,6 +111,15 @@ pub struct DataFiles {
 }
 
 impl DataFiles {
+    /// One training file, no validation or test file.
+    pub fn train_only(train: impl Into<PathBuf>) -> Self {
+        DataFiles {
+            train: vec![train.into()],
+            valid: None,
+            test: None,
+        }
+    }
+
     /// Every file: training files first, then validation and test; each once.
     pub fn all(&self) -> Vec<&Path> {
         let mut out: Vec<&Path> = Vec::new();

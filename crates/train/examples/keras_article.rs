@@ -45,24 +45,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::env::temp_dir().join(format!("keras-article-{}", std::process::id()));
     let settings = TrainSettings::preset("seed")?.set("train.epochs=20")?;
     let outcome = train(TrainOptions {
-        settings,
-        data: DataFiles {
-            train: vec![corpus],
-            valid: None,
-            test: None,
-        },
-        out: out.clone(),
-        backend: BackendKind::Flex,
-        device: Device::flex(),
-        extra_devices: Vec::new(),
-        resume: false,
-        epochs_override: None,
-        accept_changed_data: false,
-        stop: None,
         progress: ProgressMode::Lines,
-        on_event: None,
-        stop_at_step: None,
-        crash_at_step: None,
+        ..TrainOptions::new(settings, DataFiles::train_only(corpus), &out)
     })?;
     if let TrainOutcome::Finished(summary) = outcome {
         println!(

@@ -10,11 +10,10 @@
 //! Train in a few lines, then generate, score and embed from the run folder:
 //!
 //! ```
-//! use lstm_lm_model::BackendKind;
 //! use lstm_lm_model::burn::tensor::Device;
 //! use lstm_lm_train::{
-//!     DataFiles, EmbedOptions, GenerateOptions, LoadedRun, ProgressMode, TrainOptions,
-//!     TrainOutcome, TrainSettings, train,
+//!     DataFiles, EmbedOptions, GenerateOptions, LoadedRun, TrainOptions, TrainOutcome,
+//!     TrainSettings, train,
 //! };
 //!
 //! let dir = std::env::temp_dir().join(format!("lstm-lm-train-doc-{}", std::process::id()));
@@ -25,23 +24,9 @@
 //!     .and_then(|s| s.set("train.epochs=3"))
 //!     .and_then(|s| s.set("model.hidden_size=16"))
 //!     .unwrap();
-//! let outcome = train(TrainOptions {
-//!     settings,
-//!     data: DataFiles { train: vec![corpus], valid: None, test: None },
-//!     out: dir.join("run"),
-//!     backend: BackendKind::Flex,
-//!     device: Device::flex(),
-//!     extra_devices: Vec::new(),
-//!     resume: false,
-//!     epochs_override: None,
-//!     accept_changed_data: false,
-//!     stop: None,
-//!     progress: ProgressMode::Quiet,
-//!     on_event: None,
-//!     stop_at_step: None,
-//!     crash_at_step: None,
-//! })
-//! .unwrap();
+//! // On flex (the default CPU backend), quietly; the fields of `TrainOptions` say the rest.
+//! let options = TrainOptions::new(settings, DataFiles::train_only(corpus), dir.join("run"));
+//! let outcome = train(options).unwrap();
 //! assert!(matches!(outcome, TrainOutcome::Finished(s) if s.epochs == 3));
 //!
 //! let run = LoadedRun::load(&dir.join("run"), Device::flex()).unwrap();

@@ -67,6 +67,39 @@ pub struct TrainOptions {
     pub crash_at_step: Option<u64>,
 }
 
+impl TrainOptions {
+    /// A new run of `settings` on `data` into the folder `out`, on the default CPU backend
+    /// (flex), quietly (`metrics.jsonl` is still written), with nothing else switched on: no
+    /// resume, no extra devices, no stop flag, no event sink. Change the fields for the rest.
+    pub fn new(settings: TrainSettings, data: DataFiles, out: impl Into<PathBuf>) -> Self {
+        TrainOptions {
+            settings,
+            data,
+            out: out.into(),
+            backend: BackendKind::Flex,
+            device: Device::flex(),
+            extra_devices: Vec::new(),
+            resume: false,
+            epochs_override: None,
+            accept_changed_data: false,
+            stop: None,
+            progress: ProgressMode::Quiet,
+            on_event: None,
+            stop_at_step: None,
+            crash_at_step: None,
+        }
+    }
+
+    /// Continues the run in `out` from its latest checkpoint, with the settings and data it
+    /// was started with.
+    pub fn resume(out: impl Into<PathBuf>) -> Self {
+        TrainOptions {
+            resume: true,
+            ..TrainOptions::new(TrainSettings::default(), DataFiles::default(), out)
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug)]
 pub enum TrainOutcome {

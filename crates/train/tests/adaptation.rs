@@ -10,28 +10,12 @@ use lstm_lm_train::cache_pointer::{CacheConfig, LAMBDA_GRID, THETA_GRID};
 use lstm_lm_train::dynamic_eval::{DynamicConfig, DynamicModel, DynamicRule, gradient_stats};
 use lstm_lm_train::settings::{CheckpointEvery, Recipe, TokenizerChoice, TrainSettings};
 use lstm_lm_train::{
-    DataFiles, LoadedRun, ProgressMode, TrainOptions, TrainOutcome, evaluate_adapted, score_stream,
-    stream_ids, train, tune_cache, tune_dynamic,
+    DataFiles, LoadedRun, TrainOptions, evaluate_adapted, score_stream, stream_ids, train,
+    tune_cache, tune_dynamic,
 };
 
-/// Lines of 4 to 9 words from a 30-word vocabulary, drawn by a fixed LCG.
-fn corpus_text(lines: usize, salt: u64) -> String {
-    let mut x = 0x2545_F491_4F6C_DD1D_u64 ^ salt;
-    let mut next = |n: u64| {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (x >> 33) % n
-    };
-    let mut text = String::new();
-    for _ in 0..lines {
-        let words = 4 + next(6);
-        let line: Vec<String> = (0..words).map(|_| format!("w{}", next(30))).collect();
-        text.push_str(&line.join(" "));
-        text.push('\n');
-    }
-    text
-}
+mod support;
+use support::{corpus_text, finished};
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -69,28 +53,14 @@ fn fixture() -> &'static Fixture {
         s.train.epochs = 2;
         s.train.checkpoint_every = CheckpointEvery::Never;
         let run = dir.join("run");
-        let outcome = train(TrainOptions {
-            settings: s,
-            data: DataFiles {
-                train: vec![train_file],
-                valid: None,
-                test: None,
-            },
-            out: run.clone(),
-            backend: BackendKind::Flex,
-            device: Device::flex(),
-            extra_devices: Vec::new(),
-            resume: false,
-            epochs_override: None,
-            accept_changed_data: false,
-            stop: None,
-            progress: ProgressMode::Quiet,
-            on_event: None,
-            stop_at_step: None,
-            crash_at_step: None,
-        })
-        .unwrap();
-        assert!(matches!(outcome, TrainOutcome::Finished(_)));
+        finished(
+            train(TrainOptions::new(
+                s,
+                DataFiles::train_only(train_file),
+                &run,
+            ))
+            .unwrap(),
+        );
         Fixture {
             _tmp: tmp,
             run,

@@ -5,46 +5,18 @@
 //! a smaller gap between training and validation loss. Prints both curves.
 use std::path::Path;
 
-use lstm_lm_model::BackendKind;
-use lstm_lm_model::burn::tensor::Device;
-use lstm_lm_text_prep::synthetic::{SplitSizes, SyntheticConfig, SyntheticCorpus};
+use lstm_lm_text_prep::synthetic::{SplitSizes, SyntheticConfig};
 use lstm_lm_train::settings::{CheckpointEvery, Recipe, TokenizerChoice, TrainSettings};
-use lstm_lm_train::{
-    DataFiles, MetricEvent, ProgressMode, TrainOptions, TrainOutcome, read_events, train,
-};
+use lstm_lm_train::train;
 
-fn options(settings: &TrainSettings, data: &DataFiles, out: &Path) -> TrainOptions {
-    TrainOptions {
-        settings: settings.clone(),
-        data: data.clone(),
-        out: out.to_path_buf(),
-        backend: BackendKind::Flex,
-        device: Device::flex(),
-        extra_devices: Vec::new(),
-        resume: false,
-        epochs_override: None,
-        accept_changed_data: false,
-        stop: None,
-        progress: ProgressMode::Quiet,
-        on_event: None,
-        stop_at_step: None,
-        crash_at_step: None,
-    }
-}
+mod support;
+use support::{epoch_figures, finished, options, synthetic};
 
 /// Per epoch: (train loss, valid loss).
 fn curve(run: &Path) -> Vec<(f64, f64)> {
-    read_events(&run.join("metrics.jsonl"))
-        .unwrap()
+    epoch_figures(run)
         .into_iter()
-        .filter_map(|e| match e {
-            MetricEvent::Epoch {
-                train_loss,
-                valid_loss,
-                ..
-            } => Some((train_loss, valid_loss.expect("validation every epoch"))),
-            _ => None,
-        })
+        .map(|(_, t, v)| (t, v.expect("validation every epoch")))
         .collect()
 }
 
@@ -80,33 +52,23 @@ fn regularised() -> TrainSettings {
 #[test]
 fn regularised_model_overfits_less_than_the_plain_one_at_the_same_budget() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    std::fs::create_dir_all(&dir).unwrap();
-    let corpus = SyntheticCorpus::new(SyntheticConfig {
+    let config = SyntheticConfig {
         vocab_words: 60,
         successors: 6,
         ..SyntheticConfig::default()
-    })
-    .unwrap();
+    };
     let sizes = SplitSizes {
         train_tokens: 3_000,
         valid_tokens: 3_000,
         test_tokens: 100,
     };
-    corpus.write_splits(&dir, &sizes, 3).unwrap();
-    let data = DataFiles {
-        train: vec![dir.join("train.txt")],
-        valid: Some(dir.join("valid.txt")),
-        test: None,
-    };
-    eprintln!("the source's own perplexity: {:.1}", corpus.perplexity());
+    let (mut data, perplexity) = synthetic(&tmp.path().join("data"), config, sizes, 3);
+    data.test = None;
+    eprintln!("the source's own perplexity: {perplexity:.1}");
     let mut curves = Vec::new();
     for (name, s) in [("plain", plain()), ("regularised", regularised())] {
         let out = tmp.path().join(name);
-        match train(options(&s, &data, &out)).unwrap() {
-            TrainOutcome::Finished(_) => {}
-            TrainOutcome::Interrupted { .. } => panic!("{name} was interrupted"),
-        }
+        finished(train(options(&s, &data, &out)).unwrap());
         let c = curve(&out);
         eprintln!("{name}: epoch train_ppl valid_ppl");
         for (k, (t, v)) in c.iter().enumerate() {

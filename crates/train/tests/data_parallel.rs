@@ -2,43 +2,22 @@
 //! split across devices must train exactly as the whole batch on one device.
 use std::path::Path;
 
-use lstm_lm_model::BackendKind;
 use lstm_lm_model::burn::tensor::Device;
 use lstm_lm_model::testing::max_abs_diff;
-use lstm_lm_text_prep::synthetic::{SplitSizes, SyntheticConfig, SyntheticCorpus};
+use lstm_lm_text_prep::synthetic::{SplitSizes, SyntheticConfig};
 use lstm_lm_train::settings::{OptimizerKind, Recipe, TokenizerChoice, TrainSettings};
 use lstm_lm_train::{
-    DataFiles, LoadedRun, MetricEvent, ProgressMode, TrainError, TrainOptions, TrainOutcome,
-    read_events, train,
+    DataFiles, LoadedRun, MetricEvent, TrainError, TrainOptions, TrainOutcome, read_events, train,
 };
 
-/// burn's CPU backends draw from one process-wide generator (initialisation, dropout): runs in
-/// this binary take turns.
-static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+mod support;
+use support::{finished, options, serial};
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
+/// `settings` trained on `devices` copies of the flex device, to the end.
 fn run(settings: &TrainSettings, data: &DataFiles, out: &Path, devices: usize) {
-    let outcome = train(TrainOptions {
-        settings: settings.clone(),
-        data: data.clone(),
-        out: out.to_path_buf(),
-        backend: BackendKind::Flex,
-        device: Device::flex(),
-        extra_devices: vec![Device::flex(); devices - 1],
-        resume: false,
-        epochs_override: None,
-        accept_changed_data: false,
-        stop: None,
-        progress: ProgressMode::Quiet,
-        on_event: None,
-        stop_at_step: None,
-        crash_at_step: None,
-    })
-    .unwrap();
-    assert!(matches!(outcome, TrainOutcome::Finished(_)));
+    let mut o = options(settings, data, out);
+    o.extra_devices = vec![Device::flex(); devices - 1];
+    finished(train(o).unwrap());
 }
 
 /// Loss and accuracy of every optimizer step (log_interval 1).
@@ -89,19 +68,15 @@ fn compare(settings: &TrainSettings, data: &DataFiles, dir: &Path, devices: usiz
     (loss_diff, weight_diff)
 }
 
+/// A synthetic corpus's training split alone.
 fn synthetic(dir: &Path) -> DataFiles {
-    let corpus = SyntheticCorpus::new(SyntheticConfig::default()).unwrap();
     let sizes = SplitSizes {
         train_tokens: 4_000,
         valid_tokens: 500,
         test_tokens: 100,
     };
-    corpus.write_splits(dir, &sizes, 3).unwrap();
-    DataFiles {
-        train: vec![dir.join("train.txt")],
-        valid: None,
-        test: None,
-    }
+    let (files, _) = support::synthetic(dir, SyntheticConfig::default(), sizes, 3);
+    DataFiles::train_only(&files.train[0])
 }
 
 /// Stream recipe, two layers of LSTM (state carried across windows, split and rejoined every
@@ -212,20 +187,10 @@ fn two_device_run_resumes_exactly() {
     run(&s, &data, &whole, 2);
     let parts = tmp.path().join("parts");
     let options = |resume: bool| TrainOptions {
-        settings: s.clone(),
-        data: data.clone(),
-        out: parts.clone(),
-        backend: BackendKind::Flex,
-        device: Device::flex(),
         extra_devices: vec![Device::flex()],
         resume,
-        epochs_override: None,
-        accept_changed_data: false,
-        stop: None,
-        progress: ProgressMode::Quiet,
-        on_event: None,
         stop_at_step: (!resume).then_some(3),
-        crash_at_step: None,
+        ..options(&s, &data, &parts)
     };
     assert!(matches!(
         train(options(false)).unwrap(),
@@ -247,20 +212,8 @@ fn more_devices_than_sequences_is_refused_before_anything_is_written() {
     s.data.batch_size = 2;
     let out = tmp.path().join("run");
     let err = train(TrainOptions {
-        settings: s,
-        data,
-        out: out.clone(),
-        backend: BackendKind::Flex,
-        device: Device::flex(),
         extra_devices: vec![Device::flex(); 2],
-        resume: false,
-        epochs_override: None,
-        accept_changed_data: false,
-        stop: None,
-        progress: ProgressMode::Quiet,
-        on_event: None,
-        stop_at_step: None,
-        crash_at_step: None,
+        ..TrainOptions::new(s, data, &out)
     })
     .unwrap_err();
     assert!(matches!(err, TrainError::Settings(_)), "{err}");

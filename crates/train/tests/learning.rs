@@ -3,54 +3,29 @@ use std::path::Path;
 
 use lstm_lm_model::burn::tensor::Device;
 use lstm_lm_model::{BackendKind, CellKind};
-use lstm_lm_text_prep::synthetic::{SplitSizes, SyntheticConfig, SyntheticCorpus};
+use lstm_lm_text_prep::synthetic::{SplitSizes, SyntheticConfig};
 use lstm_lm_train::settings::{OptimizerKind, Recipe, TokenizerChoice, TrainSettings};
-use lstm_lm_train::{
-    DataFiles, LoadedRun, MetricEvent, ProgressMode, SamplingConfig, TrainOptions, TrainOutcome,
-    read_events, train,
-};
+use lstm_lm_train::{DataFiles, LoadedRun, SamplingConfig, TrainOptions, TrainOutcome, train};
 
-/// burn's CPU backends draw dropout masks from one process-wide generator: training runs in
-/// this binary take turns so that each sees only its own draws.
-static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+mod support;
+use support::{epoch_figures, finished, serial};
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
+/// A new quiet run on `device`.
 fn options(settings: TrainSettings, data: DataFiles, out: &Path, device: Device) -> TrainOptions {
     TrainOptions {
-        settings,
-        data,
-        out: out.to_path_buf(),
-        backend: BackendKind::Flex,
         device,
-        extra_devices: Vec::new(),
-        resume: false,
-        epochs_override: None,
-        accept_changed_data: false,
-        stop: None,
-        progress: ProgressMode::Quiet,
-        on_event: None,
-        stop_at_step: None,
-        crash_at_step: None,
+        ..TrainOptions::new(settings, data, out)
     }
 }
 
+/// The default synthetic corpus with `train_tokens` of training text and its perplexity.
 fn synthetic(dir: &Path, train_tokens: usize) -> (DataFiles, f64) {
-    let corpus = SyntheticCorpus::new(SyntheticConfig::default()).unwrap();
     let sizes = SplitSizes {
         train_tokens,
         valid_tokens: 20_000,
         test_tokens: 5_000,
     };
-    corpus.write_splits(dir, &sizes, 7).unwrap();
-    let files = DataFiles {
-        train: vec![dir.join("train.txt")],
-        valid: Some(dir.join("valid.txt")),
-        test: Some(dir.join("test.txt")),
-    };
-    (files, corpus.perplexity())
+    support::synthetic(dir, SyntheticConfig::default(), sizes, 7)
 }
 
 fn stream_settings() -> TrainSettings {
@@ -67,13 +42,6 @@ fn stream_settings() -> TrainSettings {
     s.optim.clip = Some(1.0);
     s.train.epochs = 3;
     s
-}
-
-fn finished(outcome: TrainOutcome) -> lstm_lm_train::TrainSummary {
-    match outcome {
-        TrainOutcome::Finished(s) => s,
-        TrainOutcome::Interrupted { .. } => panic!("run was interrupted"),
-    }
 }
 
 /// A first-order Markov source of known entropy rate H: a small LSTM must get within 10% of
@@ -126,11 +94,7 @@ fn tiny_corpus_is_memorised_and_greedy_generation_reproduces_it() {
     s.optim.lr = 0.01;
     s.train.epochs = 150;
     let out = tmp.path().join("run");
-    let files = DataFiles {
-        train: vec![corpus],
-        valid: None,
-        test: None,
-    };
+    let files = DataFiles::train_only(corpus);
     let summary = finished(train(options(s, files, &out, Device::flex())).unwrap());
     assert!(
         summary.last_train_loss < 0.05,
@@ -152,22 +116,6 @@ fn tiny_corpus_is_memorised_and_greedy_generation_reproduces_it() {
         .unwrap();
         assert_eq!(text.trim(), rest, "from {first:?}");
     }
-}
-
-fn epoch_figures(run: &Path) -> Vec<(usize, f64, Option<f64>)> {
-    read_events(&run.join("metrics.jsonl"))
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e {
-            MetricEvent::Epoch {
-                epoch,
-                train_loss,
-                valid_loss,
-                ..
-            } => Some((epoch, train_loss, valid_loss)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Stopping mid-epoch (as Ctrl-C does) and resuming gives the loss trajectory and the weights

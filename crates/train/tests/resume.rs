@@ -10,58 +10,8 @@ use lstm_lm_train::{
     TrainOutcome, read_events, train,
 };
 
-/// burn's CPU backends draw dropout masks from one process-wide generator: training runs in
-/// this binary take turns so that each sees only its own draws.
-static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn options(settings: &TrainSettings, data: &DataFiles, out: &Path) -> TrainOptions {
-    TrainOptions {
-        settings: settings.clone(),
-        data: data.clone(),
-        out: out.to_path_buf(),
-        backend: BackendKind::Flex,
-        device: Device::flex(),
-        extra_devices: Vec::new(),
-        resume: false,
-        epochs_override: None,
-        accept_changed_data: false,
-        stop: None,
-        progress: ProgressMode::Quiet,
-        on_event: None,
-        stop_at_step: None,
-        crash_at_step: None,
-    }
-}
-
-fn resume_options(out: &Path) -> TrainOptions {
-    let mut o = options(&TrainSettings::default(), &DataFiles::default(), out);
-    o.resume = true;
-    o
-}
-
-/// Lines of 4 to 9 words from a 30-word vocabulary, drawn by a fixed LCG: enough text for a
-/// few batches of either recipe, the same on every machine.
-fn corpus_text(lines: usize, salt: u64) -> String {
-    let mut x = 0x2545_F491_4F6C_DD1D_u64 ^ salt;
-    let mut next = |n: u64| {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (x >> 33) % n
-    };
-    let mut text = String::new();
-    for _ in 0..lines {
-        let words = 4 + next(6);
-        let line: Vec<String> = (0..words).map(|_| format!("w{}", next(30))).collect();
-        text.push_str(&line.join(" "));
-        text.push('\n');
-    }
-    text
-}
+mod support;
+use support::{corpus_text, finished, options, serial};
 
 fn write_data(dir: &Path) -> DataFiles {
     std::fs::create_dir_all(dir).unwrap();
@@ -127,22 +77,6 @@ fn weights(run: &Path) -> Vec<(String, Vec<u32>)> {
     all
 }
 
-fn epoch_losses(run: &Path) -> Vec<(usize, f64, Option<f64>)> {
-    read_events(&run.join("metrics.jsonl"))
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e {
-            MetricEvent::Epoch {
-                epoch,
-                train_loss,
-                valid_loss,
-                ..
-            } => Some((epoch, train_loss, valid_loss)),
-            _ => None,
-        })
-        .collect()
-}
-
 fn latest_checkpoint(run: &Path) -> PathBuf {
     Checkpoint::latest(&RunDir::new(run)).unwrap().unwrap()
 }
@@ -184,9 +118,12 @@ fn killed_run_resumes_from_its_periodic_checkpoint(recipe: Recipe) {
     );
     assert_eq!(ck.carried.is_some(), recipe == Recipe::Stream);
 
-    finished(train(resume_options(&killed)).unwrap());
-    assert_eq!(epoch_losses(&whole), epoch_losses(&killed));
-    assert_eq!(epoch_losses(&whole).len(), 2);
+    finished(train(TrainOptions::resume(&killed)).unwrap());
+    assert_eq!(
+        support::epoch_figures(&whole),
+        support::epoch_figures(&killed)
+    );
+    assert_eq!(support::epoch_figures(&whole).len(), 2);
     assert!(
         weights(&whole) == weights(&killed),
         "final weights differ from the uninterrupted run"
@@ -270,8 +207,11 @@ fn run_killed_before_its_first_checkpoint_starts_again_on_resume() {
     assert!(train(first).is_err());
     assert!(killed.join("config.json").exists());
     assert!(!killed.join("checkpoint.json").exists());
-    finished(train(resume_options(&killed)).unwrap());
-    assert_eq!(epoch_losses(&whole), epoch_losses(&killed));
+    finished(train(TrainOptions::resume(&killed)).unwrap());
+    assert_eq!(
+        support::epoch_figures(&whole),
+        support::epoch_figures(&killed)
+    );
     assert!(weights(&whole) == weights(&killed), "final weights differ");
 }
 
@@ -287,7 +227,7 @@ fn resume_validates_the_saved_settings_and_the_epochs_override() {
     edit_json(&config, |v| {
         v["settings"]["train"]["log_interval"] = 0.into()
     });
-    let e = error_of(resume_options(&out));
+    let e = error_of(TrainOptions::resume(&out));
     assert!(
         e.contains("config.json") && e.contains("log_interval"),
         "{e}"
@@ -295,15 +235,15 @@ fn resume_validates_the_saved_settings_and_the_epochs_override() {
     edit_json(&config, |v| {
         v["settings"]["model"]["hidden_size"] = 0.into()
     });
-    let e = error_of(resume_options(&out));
+    let e = error_of(TrainOptions::resume(&out));
     assert!(e.contains("config.json"), "{e}");
 
     std::fs::write(&config, saved).unwrap();
-    let mut o = resume_options(&out);
+    let mut o = TrainOptions::resume(&out);
     o.epochs_override = Some(0);
     let e = error_of(o);
     assert!(e.contains("--epochs"), "{e}");
-    finished(train(resume_options(&out)).unwrap());
+    finished(train(TrainOptions::resume(&out)).unwrap());
 }
 
 /// A training file changed after the run started: resuming is refused, naming the file and
@@ -326,13 +266,13 @@ fn changed_data_is_refused_and_accepted_with_the_flag() {
     // Same size, other content: only the hash can tell.
     let text = std::fs::read_to_string(train_file).unwrap();
     std::fs::write(train_file, text.replace("w1 ", "w2 ")).unwrap();
-    let e = error_of(resume_options(&out));
+    let e = error_of(TrainOptions::resume(&out));
     assert!(
         e.contains("train.txt") && e.contains("--accept-changed-data"),
         "{e}"
     );
 
-    let mut o = resume_options(&out);
+    let mut o = TrainOptions::resume(&out);
     o.accept_changed_data = true;
     o.stop_at_step = Some(3);
     interrupted(train(o).unwrap());
@@ -348,7 +288,7 @@ fn changed_data_is_refused_and_accepted_with_the_flag() {
     let now = lstm_lm_train::DataFileDigest::of_file(train_file).unwrap();
     assert_eq!(config.data_digests[0], now);
     // Accepted once, the run resumes without the flag.
-    finished(train(resume_options(&out)).unwrap());
+    finished(train(TrainOptions::resume(&out)).unwrap());
 }
 
 /// A checkpoint further into its epoch than an epoch now lasts (`per_epoch - batches_done`
@@ -363,7 +303,7 @@ fn a_checkpoint_that_no_longer_fits_is_an_error_or_an_epoch_restart() {
     edit_json(&config, |v| {
         v["settings"]["train"]["max_batches"] = 2.into()
     });
-    let e = error_of(resume_options(&out));
+    let e = error_of(TrainOptions::resume(&out));
     assert!(
         e.contains("batch 4 of epoch 1") && e.contains("--accept-changed-data"),
         "{e}"
@@ -372,12 +312,12 @@ fn a_checkpoint_that_no_longer_fits_is_an_error_or_an_epoch_restart() {
         v["settings"]["train"]["max_batches"] = 5.into();
         v["settings"]["data"]["batch_size"] = 3.into();
     });
-    let e = error_of(resume_options(&out));
+    let e = error_of(TrainOptions::resume(&out));
     assert!(
         e.contains("state of 4 sequences") && e.contains("data.batch_size is 3"),
         "{e}"
     );
-    let mut o = resume_options(&out);
+    let mut o = TrainOptions::resume(&out);
     o.accept_changed_data = true;
     finished(train(o).unwrap());
 }
@@ -427,7 +367,7 @@ fn checkpoint_files_carry_a_format_and_newer_versions_are_refused() {
     ] {
         let saved = std::fs::read(file).unwrap();
         edit_json(file, |v| v[key] = value);
-        let e = error_of(resume_options(&out));
+        let e = error_of(TrainOptions::resume(&out));
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         assert!(e.contains(&name) && e.contains(needle), "{name} {key}: {e}");
         std::fs::write(file, saved).unwrap();
@@ -450,7 +390,7 @@ fn checkpoint_files_carry_a_format_and_newer_versions_are_refused() {
         ("version".to_string(), "1".to_string()),
     ]);
     std::fs::write(&state, safetensors::serialize(views, Some(tags)).unwrap()).unwrap();
-    let e = error_of(resume_options(&out));
+    let e = error_of(TrainOptions::resume(&out));
     assert!(
         e.contains("state.safetensors") && e.contains("[0, 24]"),
         "{e}"
@@ -463,7 +403,7 @@ fn checkpoint_files_carry_a_format_and_newer_versions_are_refused() {
         fields.remove("valid_losses");
         fields.remove("asgd");
     });
-    finished(train(resume_options(&out)).unwrap());
+    finished(train(TrainOptions::resume(&out)).unwrap());
 }
 
 /// Files written before the tags existed: a `trainer.json` and `checkpoint.json` without
@@ -493,7 +433,7 @@ fn untagged_files_of_older_runs_still_resume() {
             .unwrap()
             .remove("checkpoint_every");
     });
-    let mut o = resume_options(&out);
+    let mut o = TrainOptions::resume(&out);
     o.epochs_override = Some(2);
     finished(train(o).unwrap());
     let config = RunDir::new(&out).load_config().unwrap();
@@ -572,8 +512,11 @@ fn regularised_run_with_averaging_resumes_exactly() {
         ck.trainer.asgd.is_some(),
         "the checkpoint is after the switch"
     );
-    finished(train(resume_options(&killed)).unwrap());
-    assert_eq!(epoch_losses(&whole), epoch_losses(&killed));
+    finished(train(TrainOptions::resume(&killed)).unwrap());
+    assert_eq!(
+        support::epoch_figures(&whole),
+        support::epoch_figures(&killed)
+    );
     assert!(
         weights(&whole) == weights(&killed),
         "final weights differ from the uninterrupted run"

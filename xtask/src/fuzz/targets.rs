@@ -115,20 +115,8 @@ fn train_tiny(
     stop_at: Option<u64>,
 ) -> Result<()> {
     let outcome = train(TrainOptions {
-        settings,
-        data,
-        out: out.to_path_buf(),
-        backend: BackendKind::Flex,
-        device: Device::flex(),
-        extra_devices: Vec::new(),
-        resume: false,
-        epochs_override: None,
-        stop: None,
-        progress: ProgressMode::Quiet,
-        on_event: None,
         stop_at_step: stop_at,
-        accept_changed_data: false,
-        crash_at_step: None,
+        ..TrainOptions::new(settings, data, out)
     })
     .with_context(|| format!("training the fixture run {}", out.display()))?;
     match (outcome, stop_at) {
