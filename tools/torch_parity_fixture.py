@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Writes crates/model/tests/fixtures/torch_parity.json: weights, inputs and PyTorch's outputs
+"""Writes crates/model/tests/model/fixtures/torch_parity.json: weights, inputs and PyTorch's outputs
 for a small Embedding -> 2-layer LSTM/GRU -> Linear model, checked by
-crates/model/tests/torch_parity.rs to 1e-5.
+crates/model/tests/model/torch_parity.rs to 1e-5.
 
 Run from the repository root with a Python that has torch:
     python3 tools/torch_parity_fixture.py
@@ -67,7 +67,7 @@ def main():
         "torch_version": torch.__version__,
         "cases": [case("lstm", 1), case("gru", 2)],
     }
-    path = os.path.join("crates", "model", "tests", "fixtures", "torch_parity.json")
+    path = os.path.join("crates", "model", "tests", "model", "fixtures", "torch_parity.json")
     with open(path, "w") as f:
         json.dump(fixture, f)
         f.write("\n")

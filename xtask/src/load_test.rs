@@ -12,9 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use lstm_lm_model::BackendKind;
 use lstm_lm_serve::{ModelSpec, ServeConfig};
-use lstm_lm_train::{
-    DataFiles, LoadedRun, ProgressMode, TrainOptions, TrainOutcome, TrainSettings,
-};
+use lstm_lm_train::{DataFiles, LoadedRun, TrainOptions, TrainOutcome, TrainSettings};
 
 /// The corpus of the run trained when no `--model` is given (the seed recipe's shape: a small
 /// word-level LSTM).

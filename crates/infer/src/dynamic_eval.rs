@@ -485,7 +485,7 @@ mod tests {
     fn weights_the_statistics_never_saw_take_their_tensors_seen_mean() {
         let device = Device::flex();
         let rms = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [2, 2]), &device);
-        let values = |t: Tensor<2>| t.into_data().to_vec::<f32>().unwrap();
+        let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
         let filled = unseen_take_the_seen_mean(rms(vec![0.0, 2.0, 0.0, 4.0]));
         assert_eq!(values(filled), vec![3.0, 2.0, 3.0, 4.0]);
         // Nothing seen, or everything: unchanged.

@@ -8,7 +8,6 @@
 //! (default corpus: the sample shipped in `datasets/sample/corpus.txt`).
 use std::path::PathBuf;
 
-use lstm_lm_model::BackendKind;
 use lstm_lm_model::burn::tensor::Device;
 use lstm_lm_text_prep::{KerasTokenizer, NgramDataset, text_lines};
 use lstm_lm_train::{

@@ -9,15 +9,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use lstm_lm_model::LanguageModelConfig;
 use lstm_lm_model::burn::tensor::Device;
-use lstm_lm_model::{BackendKind, LanguageModelConfig};
 use lstm_lm_text_prep::{TextTokenizer, TokenizerConfig, TokenizerKind};
 use lstm_lm_train::data::{self, Split};
 use lstm_lm_train::optim::build_optimizer;
 use lstm_lm_train::settings::{Recipe, TokenizerChoice, TrainSettings};
 use lstm_lm_train::{
-    Checkpoint, DataFiles, LoadedRun, ProgressMode, RunDir, SamplingConfig, TrainOptions,
-    TrainOutcome, load_weights, train,
+    Checkpoint, DataFiles, LoadedRun, RunDir, SamplingConfig, TrainOptions, TrainOutcome,
+    load_weights, train,
 };
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;

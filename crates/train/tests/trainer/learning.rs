@@ -7,8 +7,7 @@ use lstm_lm_text_prep::synthetic::{SplitSizes, SyntheticConfig};
 use lstm_lm_train::settings::{OptimizerKind, Recipe, TokenizerChoice, TrainSettings};
 use lstm_lm_train::{DataFiles, LoadedRun, SamplingConfig, TrainOptions, TrainOutcome, train};
 
-mod support;
-use support::{epoch_figures, finished, serial};
+use crate::support::{epoch_figures, finished, serial};
 
 /// A new quiet run on `device`.
 fn options(settings: TrainSettings, data: DataFiles, out: &Path, device: Device) -> TrainOptions {
@@ -25,7 +24,7 @@ fn synthetic(dir: &Path, train_tokens: usize) -> (DataFiles, f64) {
         valid_tokens: 20_000,
         test_tokens: 5_000,
     };
-    support::synthetic(dir, SyntheticConfig::default(), sizes, 7)
+    crate::support::synthetic(dir, SyntheticConfig::default(), sizes, 7)
 }
 
 fn stream_settings() -> TrainSettings {

@@ -10,8 +10,7 @@ use lstm_lm_train::{
     DataFiles, LoadedRun, MetricEvent, TrainError, TrainOptions, TrainOutcome, read_events, train,
 };
 
-mod support;
-use support::{finished, options, serial};
+use crate::support::{finished, options, serial};
 
 /// `settings` trained on `devices` copies of the flex device, to the end.
 fn run(settings: &TrainSettings, data: &DataFiles, out: &Path, devices: usize) {
@@ -75,7 +74,7 @@ fn synthetic(dir: &Path) -> DataFiles {
         valid_tokens: 500,
         test_tokens: 100,
     };
-    let (files, _) = support::synthetic(dir, SyntheticConfig::default(), sizes, 3);
+    let (files, _) = crate::support::synthetic(dir, SyntheticConfig::default(), sizes, 3);
     DataFiles::train_only(&files.train[0])
 }
 

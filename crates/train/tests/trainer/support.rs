@@ -1,7 +1,5 @@
-//! What the trainer's test binaries share: runs that take turns, a small deterministic
-//! corpus, the synthetic corpus of known entropy, and what a finished run reports.
-// Each test binary compiles this module and uses its own part of it.
-#![allow(dead_code)]
+//! What the trainer's tests share: runs that take turns, a small deterministic corpus, the
+//! synthetic corpus of known entropy, and what a finished run reports.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -12,7 +10,8 @@ use lstm_lm_train::{
 };
 
 /// burn's CPU backends draw initial weights and dropout masks from one process-wide
-/// generator: training runs in one test binary take turns so that each sees only its draws.
+/// generator, and a run seeds it: every test that trains holds this turn, so that each run
+/// sees only its own draws.
 pub fn serial() -> MutexGuard<'static, ()> {
     static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
     ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())

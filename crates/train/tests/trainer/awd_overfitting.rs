@@ -9,8 +9,7 @@ use lstm_lm_text_prep::synthetic::{SplitSizes, SyntheticConfig};
 use lstm_lm_train::settings::{CheckpointEvery, Recipe, TokenizerChoice, TrainSettings};
 use lstm_lm_train::train;
 
-mod support;
-use support::{epoch_figures, finished, options, synthetic};
+use crate::support::{epoch_figures, finished, options, serial, synthetic};
 
 /// Per epoch: (train loss, valid loss).
 fn curve(run: &Path) -> Vec<(f64, f64)> {
@@ -51,6 +50,7 @@ fn regularised() -> TrainSettings {
 
 #[test]
 fn regularised_model_overfits_less_than_the_plain_one_at_the_same_budget() {
+    let _turn = serial();
     let tmp = tempfile::tempdir().unwrap();
     let config = SyntheticConfig {
         vocab_words: 60,

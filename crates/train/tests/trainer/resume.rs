@@ -2,16 +2,11 @@
 //! first checkpoint, and what a resume checks before it continues.
 use std::path::{Path, PathBuf};
 
-use lstm_lm_model::BackendKind;
 use lstm_lm_model::burn::tensor::Device;
 use lstm_lm_train::settings::{CheckpointEvery, Recipe, TokenizerChoice, TrainSettings};
-use lstm_lm_train::{
-    Checkpoint, DataFiles, LoadedRun, MetricEvent, ProgressMode, RunDir, TrainOptions,
-    TrainOutcome, read_events, train,
-};
+use lstm_lm_train::{Checkpoint, DataFiles, LoadedRun, RunDir, TrainOptions, TrainOutcome, train};
 
-mod support;
-use support::{corpus_text, finished, options, serial};
+use crate::support::{corpus_text, epoch_figures, finished, options, serial};
 
 fn write_data(dir: &Path) -> DataFiles {
     std::fs::create_dir_all(dir).unwrap();
@@ -44,13 +39,6 @@ fn settings(recipe: Recipe) -> TrainSettings {
     s.train.log_interval = 2;
     s.train.checkpoint_every = CheckpointEvery::Never;
     s
-}
-
-fn finished(outcome: TrainOutcome) {
-    match outcome {
-        TrainOutcome::Finished(_) => {}
-        TrainOutcome::Interrupted { .. } => panic!("run was interrupted"),
-    }
 }
 
 /// The final weights (those of the last checkpoint) and the best model's, as bit patterns:
@@ -119,11 +107,8 @@ fn killed_run_resumes_from_its_periodic_checkpoint(recipe: Recipe) {
     assert_eq!(ck.carried.is_some(), recipe == Recipe::Stream);
 
     finished(train(TrainOptions::resume(&killed)).unwrap());
-    assert_eq!(
-        support::epoch_figures(&whole),
-        support::epoch_figures(&killed)
-    );
-    assert_eq!(support::epoch_figures(&whole).len(), 2);
+    assert_eq!(epoch_figures(&whole), epoch_figures(&killed));
+    assert_eq!(epoch_figures(&whole).len(), 2);
     assert!(
         weights(&whole) == weights(&killed),
         "final weights differ from the uninterrupted run"
@@ -208,10 +193,7 @@ fn run_killed_before_its_first_checkpoint_starts_again_on_resume() {
     assert!(killed.join("config.json").exists());
     assert!(!killed.join("checkpoint.json").exists());
     finished(train(TrainOptions::resume(&killed)).unwrap());
-    assert_eq!(
-        support::epoch_figures(&whole),
-        support::epoch_figures(&killed)
-    );
+    assert_eq!(epoch_figures(&whole), epoch_figures(&killed));
     assert!(weights(&whole) == weights(&killed), "final weights differ");
 }
 
@@ -513,10 +495,7 @@ fn regularised_run_with_averaging_resumes_exactly() {
         "the checkpoint is after the switch"
     );
     finished(train(TrainOptions::resume(&killed)).unwrap());
-    assert_eq!(
-        support::epoch_figures(&whole),
-        support::epoch_figures(&killed)
-    );
+    assert_eq!(epoch_figures(&whole), epoch_figures(&killed));
     assert!(
         weights(&whole) == weights(&killed),
         "final weights differ from the uninterrupted run"

@@ -14,8 +14,7 @@ use lstm_lm_train::{
     tune_cache, tune_dynamic,
 };
 
-mod support;
-use support::{corpus_text, finished};
+use crate::support::{corpus_text, finished, serial};
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -30,6 +29,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static RUN: OnceLock<Fixture> = OnceLock::new();
     RUN.get_or_init(|| {
+        let _turn = serial();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let train_file = dir.join("train.txt");
