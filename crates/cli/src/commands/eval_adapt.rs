@@ -27,11 +27,11 @@ pub struct AdaptArgs {
     #[arg(long, value_name = "LR[:DECAY]", num_args = 0..=1, default_missing_value = "")]
     pub dynamic: Option<String>,
     /// Dynamic evaluation's rule: sgd, or rms (steps divided by each weight's RMS gradient,
-    /// decay scaled by it; needs --dynamic-stats; unstable on WikiText-2 so far, see README).
+    /// decay scaled by it; needs --dynamic-stats, best from the training text).
     #[arg(long, value_name = "RULE", default_value = "sgd")]
     pub dynamic_rule: String,
-    /// Text whose gradients give the RMS rule its per-weight statistics (training or
-    /// validation text, never the evaluated one); default: the --tune-dynamic file.
+    /// Text whose gradients give the RMS rule its per-weight statistics: training text (100k
+    /// tokens are plenty), never the evaluated one; default: the --tune-dynamic file.
     #[arg(long, value_name = "FILE")]
     pub dynamic_stats: Option<PathBuf>,
     /// Pick dynamic evaluation's step size and decay on this validation file (grid search,
@@ -113,7 +113,7 @@ fn plan(a: &AdaptArgs) -> Result<Plan> {
                 .or_else(|| a.tune_dynamic.clone())
                 .ok_or_else(|| {
                     anyhow::anyhow!(
-                        "--dynamic-rule rms needs --dynamic-stats FILE (training or validation text) or --tune-dynamic VALID_FILE"
+                        "--dynamic-rule rms needs --dynamic-stats FILE (best a piece of the training text) or --tune-dynamic VALID_FILE"
                     )
                 })?,
         ),
