@@ -12,12 +12,12 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use lstm_lm_infer::SamplingConfig;
 use lstm_lm_infer::decoding::MAX_STOP_STRINGS;
-use tokio::sync::mpsc;
 
 use crate::admission::admit;
 use crate::api_types::{CompletionChoice, CompletionRequest, CompletionResponse, Logprobs, Usage};
 use crate::body::read_json;
 use crate::error::ApiError;
+use crate::events::{EventReceiver, event_channel};
 use crate::scheduler::{GenerationJob, MAX_TOP_LOGPROBS, StreamEvent, TokenDetail};
 use crate::state::{AppState, ServedModel, unix_now};
 
@@ -177,7 +177,7 @@ pub async fn completions(
     let plan = check(&req, model, &state.limits)?;
     let total = plan.prompts.len() * plan.n;
     let mut slots = admit(&state.metrics, total, state.limits.max_streams)?;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = event_channel();
     let prompt_tokens: usize = plan.prompts.iter().map(|(_, p)| p.len() * plan.n).sum();
     for (p, (feed, prompt)) in plan.prompts.iter().enumerate() {
         for c in 0..plan.n {
@@ -260,7 +260,7 @@ fn push_detail(lp: &mut Logprobs, d: &TokenDetail, offset: usize) {
 
 /// Waits for every stream and answers with one body.
 async fn collect(
-    mut rx: mpsc::UnboundedReceiver<StreamEvent>,
+    mut rx: EventReceiver,
     head: Head,
     total: usize,
     prompt_tokens: usize,
@@ -313,7 +313,7 @@ async fn collect(
 /// The events of a streamed completion as server-sent events, ending with `data: [DONE]`.
 /// Dropped when the client goes away, which closes the channel and so ends the streams.
 struct SseStream {
-    rx: mpsc::UnboundedReceiver<StreamEvent>,
+    rx: EventReceiver,
     head: Head,
     remaining: usize,
     ended: bool,

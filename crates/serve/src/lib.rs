@@ -16,6 +16,7 @@ mod completions;
 pub mod config;
 mod embeddings;
 pub mod error;
+pub mod events;
 pub mod metrics;
 pub mod scheduler;
 mod score;

@@ -68,6 +68,8 @@ pub struct Metrics {
     pub queued: AtomicUsize,
     /// Streams in a batch, over all models.
     pub running: AtomicUsize,
+    /// Streams in a batch that sit out its steps until their client reads what it was sent.
+    pub paused: AtomicUsize,
     /// Streams admitted (queued or running), for the concurrency limit.
     pub admitted: AtomicUsize,
 }
@@ -83,6 +85,7 @@ impl Default for Metrics {
             recent: Mutex::default(),
             queued: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
+            paused: AtomicUsize::new(0),
             admitted: AtomicUsize::new(0),
         }
     }
@@ -197,6 +200,12 @@ impl Metrics {
                 "Generation streams in a batch.",
                 self.running.load(Ordering::Relaxed) as f64,
             ),
+            (
+                "lstm_lm_paused_streams",
+                "gauge",
+                "Generation streams paused until their client reads what it was sent.",
+                self.paused.load(Ordering::Relaxed) as f64,
+            ),
         ];
         for (name, kind, help, value) in gauges {
             let _ = writeln!(
@@ -230,5 +239,6 @@ mod tests {
         assert!(text.contains("lstm_lm_generated_tokens_total 12"));
         assert!(text.contains("lstm_lm_stream_seconds_count 1"));
         assert!(text.contains("lstm_lm_queue_depth 0"));
+        assert!(text.contains("lstm_lm_paused_streams 0"));
     }
 }

@@ -1,24 +1,29 @@
 //! Continuous batching: one thread per model owns the model and runs one recurrent step for
 //! every active stream at once. New streams join between steps (their prompt runs first, on
 //! its own); finished streams, and streams whose client went away, leave between steps, so a
-//! disconnect frees its place at the next step.
+//! disconnect frees its place at the next step. A stream whose client has not taken what it
+//! was sent ([`crate::events`]) sits out the steps until the client catches up.
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lstm_lm_infer::{InferError, LoadedRun, SamplingConfig, StopText};
 use lstm_lm_text_prep::StreamDecoder;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tokio::sync::mpsc;
 
 use crate::admission::StreamSlot;
 use crate::batch_step::{BatchStepper, StreamState};
+use crate::events::EventSender;
 use crate::metrics::Metrics;
 
 /// Most alternatives `logprobs` may ask for per position (OpenAI's limit).
 pub const MAX_TOP_LOGPROBS: usize = 5;
+
+/// How long the scheduler waits before it looks again when every stream in the batch is
+/// paused for its reader.
+const PAUSED_POLL: Duration = Duration::from_millis(2);
 
 /// A generated token's details, when `logprobs` asked for them.
 #[derive(Debug, Clone)]
@@ -82,7 +87,7 @@ pub struct GenerationJob {
     /// Alternatives per position for `logprobs` (`None`: no details).
     pub logprobs: Option<usize>,
     /// Where the events go; when the receiver is gone the stream ends.
-    pub events: mpsc::UnboundedSender<StreamEvent>,
+    pub events: EventSender,
     /// The stream's admitted place.
     pub slot: StreamSlot,
     /// When it was admitted.
@@ -165,14 +170,26 @@ fn run_loop(
         metrics.queued.store(waiting.len(), Ordering::Relaxed);
         metrics.running.store(active.len(), Ordering::Relaxed);
         if active.is_empty() {
+            metrics.paused.store(0, Ordering::Relaxed);
             continue;
         }
-        let inputs: Vec<u32> = active.iter().map(|a| a.pending).collect();
-        let mut states: Vec<&mut StreamState> = active.iter_mut().map(|a| &mut a.state).collect();
+        // Streams whose reader lags sit this step out; they keep their place and state.
+        let total = active.len();
+        let mut batch: Vec<&mut Active<'_>> = active
+            .iter_mut()
+            .filter(|a| !a.job.events.lagging())
+            .collect();
+        metrics.paused.store(total - batch.len(), Ordering::Relaxed);
+        if batch.is_empty() {
+            std::thread::sleep(PAUSED_POLL);
+            continue;
+        }
+        let inputs: Vec<u32> = batch.iter().map(|a| a.pending).collect();
+        let mut states: Vec<&mut StreamState> = batch.iter_mut().map(|a| &mut a.state).collect();
         match stepper.step(&inputs, &mut states) {
             Ok(logits) => {
                 let v = stepper.vocab_size();
-                for (a, row) in active.iter_mut().zip(logits.chunks_exact(v)) {
+                for (a, row) in batch.iter_mut().zip(logits.chunks_exact(v)) {
                     a.next_token(run, row, &banned, metrics);
                 }
             }
@@ -317,5 +334,104 @@ fn token_detail(run: &LoadedRun, logits: &[f32], id: u32, top: usize) -> TokenDe
         token: name(id),
         logprob: lp(id as usize),
         top: best.into_iter().map(|i| (name(i as u32), lp(i))).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::admit;
+    use crate::events::{MAX_UNREAD_EVENTS, event_channel};
+    use burn::tensor::Device;
+    use lstm_lm_infer::{DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, TrainSettings};
+    use lstm_lm_model::LanguageModelConfig;
+    use lstm_lm_text_prep::{TextTokenizer, TokenizerConfig, TokenizerKind};
+
+    /// An untrained word model, enough to generate.
+    fn tiny_run() -> LoadedRun {
+        let device = Device::flex();
+        device.seed(5);
+        let tokenizer = TextTokenizer::fit(
+            &TokenizerConfig::new(TokenizerKind::Word),
+            &["the keeper climbed the tower at dusk and lit the lamp"],
+        )
+        .unwrap();
+        let model = LanguageModelConfig::new(tokenizer.vocab_size())
+            .with_embedding_size(8)
+            .with_hidden_size(12);
+        LoadedRun {
+            config: RunConfig {
+                format: RUN_FORMAT.into(),
+                version: RUN_FORMAT_VERSION,
+                settings: TrainSettings::default(),
+                model: model.clone(),
+                ngram_width: None,
+                data: DataFiles::train_only("corpus.txt"),
+                data_digests: Vec::new(),
+                backend: "flex".into(),
+            },
+            model: model.init(&device).unwrap(),
+            tokenizer,
+            device,
+        }
+    }
+
+    /// A client that does not read its stream gets no more than [`MAX_UNREAD_EVENTS`] (and a
+    /// step's worth) generated ahead; once it reads, the stream runs to its end.
+    #[test]
+    fn a_stream_waits_for_a_reader_that_lags() {
+        let metrics = Arc::new(Metrics::default());
+        let (scheduler, thread) =
+            Scheduler::start(Arc::new(tiny_run()), 4, Arc::clone(&metrics)).unwrap();
+        let (events, mut reader) = event_channel();
+        let probe = events.clone();
+        let max_tokens = 4 * MAX_UNREAD_EVENTS;
+        let job = GenerationJob {
+            index: 0,
+            feed: vec![1],
+            prompt: vec![1],
+            max_tokens,
+            sampling: SamplingConfig::default(),
+            seed: 7,
+            stop: Vec::new(),
+            stop_at_eos: false,
+            logprobs: None,
+            events,
+            slot: admit(&metrics, 1, 1).unwrap().pop().unwrap(),
+            admitted: Instant::now(),
+        };
+        assert!(scheduler.submit(job));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while metrics.paused.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "the stream never paused");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Paused for a while, it generates nothing more.
+        std::thread::sleep(Duration::from_millis(100));
+        let unread = probe.unread();
+        assert!(
+            (MAX_UNREAD_EVENTS..=MAX_UNREAD_EVENTS + 3).contains(&unread),
+            "{unread} events unread"
+        );
+        drop(probe);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (mut pieces, mut done) = (0, None);
+        while let Some(event) = runtime.block_on(reader.recv()) {
+            match event {
+                StreamEvent::Piece { .. } => pieces += 1,
+                StreamEvent::Done { tokens, .. } => done = Some(tokens),
+                StreamEvent::Failed { message, .. } => panic!("the stream failed: {message}"),
+            }
+        }
+        assert_eq!(done, Some(max_tokens));
+        assert!(pieces >= max_tokens, "{pieces} pieces");
+        while metrics.paused.load(Ordering::Relaxed) != 0 {
+            assert!(Instant::now() < deadline, "the pause gauge stayed up");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(scheduler);
+        thread.join().unwrap();
     }
 }
