@@ -275,8 +275,12 @@ fn bad_requests_get_clear_openai_errors_and_others_go_on() {
             "50",
             "--max-n",
             "3",
+            "--body-timeout",
+            "1",
         ],
     );
+    // A body that never arrives: 408 once the body timeout passes, others served meanwhile.
+    let trickle = http::post_partial(s.addr, "/v1/score", 100, b"{\"input\": ");
     let post_raw = |body: &[u8]| http::request(s.addr, "POST", "/v1/completions", &[], body);
     let e = error_of(&post_raw(b"{\"prompt\": \"the\""), 400);
     assert_eq!(e["code"], "invalid_json");
@@ -347,6 +351,8 @@ fn bad_requests_get_clear_openai_errors_and_others_go_on() {
     );
     assert_eq!(e["param"], "encoding_format");
     error_of(&http::get(s.addr, "/v2/nothing"), 404);
+    let e = error_of(&trickle.reply(), 408);
+    assert_eq!(e["code"], "request_timeout");
     // The server is unharmed.
     let ok = completion(s.addr, json!({"prompt": "the", "max_tokens": 3}));
     assert_eq!(ok["choices"][0]["finish_reason"], "length");
@@ -460,8 +466,7 @@ fn sigterm_lets_a_stream_finish_then_exits() {
     let body = json!({"prompt": "the", "max_tokens": 1000, "logprobs": 5, "stream": true});
     let mut events = http::post_stream(s.addr, "/v1/completions", &[], &body);
     assert!(events.next_data().is_some());
-    // SAFETY: signalling a child process this test started.
-    assert_eq!(unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) }, 0);
+    signal(&s, libc::SIGTERM);
     let mut last = String::new();
     let mut finish = Value::Null;
     let mut tokens = 1;
@@ -484,4 +489,78 @@ fn sigterm_lets_a_stream_finish_then_exits() {
     let mut out = String::new();
     std::io::Read::read_to_string(s.child.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert!(out.contains("stopped"), "{out}");
+}
+
+/// Sends `signal` to the server.
+#[cfg(unix)]
+fn signal(s: &Server, signal: i32) {
+    // SAFETY: signalling a child process this test started.
+    assert_eq!(unsafe { libc::kill(s.child.id() as i32, signal) }, 0);
+}
+
+/// Waits (up to a minute) for the server to exit, then returns its status and what it printed
+/// on stdout after its first line.
+#[cfg(unix)]
+fn exit_of(s: &mut Server) -> (std::process::ExitStatus, String) {
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the server still runs a minute after the signal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(s.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    (status, out)
+}
+
+/// A request that never completes (its body never arrives) does not keep a stopping server
+/// up: SIGTERM gives it `--drain-timeout`, then the server exits; with a long drain timeout,
+/// a second SIGTERM stops it at once.
+#[cfg(unix)]
+#[test]
+fn a_request_that_never_ends_cannot_hold_a_stopping_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    trained_run(tmp.path());
+    let held = |s: &Server| {
+        let stuck = http::post_partial(s.addr, "/v1/score", 100, b"{");
+        // It counts as in progress (and so does the request that asks).
+        eventually("the stuck request is in progress", || {
+            http::get(s.addr, "/metrics")
+                .text()
+                .contains("lstm_lm_requests_in_progress 2")
+        });
+        stuck
+    };
+
+    let mut s = Server::start(
+        tmp.path(),
+        &["--drain-timeout", "1", "--body-timeout", "3600"],
+    );
+    let _stuck = held(&s);
+    signal(&s, libc::SIGTERM);
+    let (status, out) = exit_of(&mut s);
+    assert!(status.success(), "{status:?}");
+    assert!(out.contains("after 1 s were cut off"), "{out}");
+
+    let mut s = Server::start(
+        tmp.path(),
+        &["--drain-timeout", "3600", "--body-timeout", "3600"],
+    );
+    let _stuck = held(&s);
+    signal(&s, libc::SIGTERM);
+    // The second signal only once the first has been taken (signals may merge).
+    let mut line = String::new();
+    BufReader::new(s.child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("stopping"), "{line}");
+    signal(&s, libc::SIGTERM);
+    let (status, out) = exit_of(&mut s);
+    assert!(status.success(), "{status:?}");
+    assert!(out.contains("second signal"), "{out}");
 }

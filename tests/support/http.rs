@@ -94,6 +94,11 @@ pub fn request(
 ) -> Reply {
     let mut s = connect(addr);
     send_head(&mut s, method, path, headers, body);
+    read_reply(s)
+}
+
+/// Reads a whole response from `s`.
+fn read_reply(s: TcpStream) -> Reply {
     let mut r = BufReader::new(s);
     let (status, headers) = read_head(&mut r);
     let chunked = headers
@@ -124,6 +129,28 @@ pub fn request(
         status,
         headers,
         body,
+    }
+}
+
+/// A POST whose head promised `declared` body bytes of which only `part` was sent: the body
+/// never completes while this is held.
+pub struct PartialRequest(TcpStream);
+
+/// Starts a POST to `path` that sends `part` of a `declared`-byte body and no more.
+pub fn post_partial(addr: SocketAddr, path: &str, declared: usize, part: &[u8]) -> PartialRequest {
+    let mut s = connect(addr);
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(part).unwrap();
+    PartialRequest(s)
+}
+
+impl PartialRequest {
+    /// Waits for the server's answer (up to the read timeout of a minute).
+    pub fn reply(self) -> Reply {
+        read_reply(self.0)
     }
 }
 

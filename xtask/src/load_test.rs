@@ -284,10 +284,16 @@ pub fn run(args: &LoadTestArgs) -> Result<()> {
         }
     }
     let _ = stop.send(());
-    runtime
+    let stopped = runtime
         .block_on(server)
         .context("the server task")?
         .context("the server")?;
+    if stopped != lstm_lm_serve::Stopped::Drained {
+        failures.push(format!(
+            "the server still had requests in flight {} s after the stop",
+            config.drain_timeout.as_secs()
+        ));
+    }
     if !failures.is_empty() {
         bail!("load test failed: {}", failures.join("; "));
     }

@@ -1,15 +1,18 @@
-//! JSON request bodies read under the size limit, every failure an OpenAI-shaped error (axum's
-//! own extractors answer in plain text).
+//! JSON request bodies read under the size and time limits, every failure an OpenAI-shaped
+//! error (axum's own extractors answer in plain text).
 use axum::body::Body;
 use serde::de::DeserializeOwned;
 
+use crate::config::Limits;
 use crate::error::ApiError;
 
-/// Reads `body` (at most `limit` bytes: 413 above) and parses it as `T` (400 naming the
-/// problem otherwise).
-pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit)
+/// Reads `body` (at most `limits.max_body_bytes`: 413 above; within `limits.body_timeout`: 408
+/// after) and parses it as `T` (400 naming the problem otherwise).
+pub async fn read_json<T: DeserializeOwned>(body: Body, limits: &Limits) -> Result<T, ApiError> {
+    let limit = limits.max_body_bytes;
+    let bytes = tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit))
         .await
+        .map_err(|_| ApiError::body_timeout(limits.body_timeout))?
         .map_err(|_| ApiError::too_large(limit))?;
     if bytes.is_empty() {
         return Err(ApiError::invalid(

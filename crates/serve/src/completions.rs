@@ -172,7 +172,7 @@ pub async fn completions(
     State(state): State<Arc<AppState>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: CompletionRequest = read_json(body, state.limits.max_body_bytes).await?;
+    let req: CompletionRequest = read_json(body, &state.limits).await?;
     let model = state.model(req.model.as_deref())?;
     let plan = check(&req, model, &state.limits)?;
     let total = plan.prompts.len() * plan.n;

@@ -1,6 +1,7 @@
 //! What a server is started with: its models, address, limits and token.
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// One model the server offers, by the name requests give in `model`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,9 @@ pub struct Limits {
     /// Most generation streams (prompts × n) admitted at once, running or queued, over all
     /// models (429 above). Default 256.
     pub max_streams: usize,
+    /// Longest a request body may take to arrive once its headers have (408 after). Default
+    /// 30 s: a client that opens a request and trickles its body holds a connection no longer.
+    pub body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -66,6 +70,7 @@ impl Default for Limits {
             max_n: 8,
             max_inputs: 64,
             max_streams: 256,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -83,6 +88,9 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// When set, every request but `/` and `/health` needs `Authorization: Bearer TOKEN`.
     pub token: Option<String>,
+    /// After the shutdown signal, how long the requests in flight get to finish before the
+    /// server stops without them. Default 30 s.
+    pub drain_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -97,6 +105,7 @@ impl ServeConfig {
             max_batch: 64,
             limits: Limits::default(),
             token: None,
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }

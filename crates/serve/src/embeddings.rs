@@ -19,7 +19,7 @@ pub async fn embeddings(
     State(state): State<Arc<AppState>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: EmbeddingRequest = read_json(body, state.limits.max_body_bytes).await?;
+    let req: EmbeddingRequest = read_json(body, &state.limits).await?;
     let model = state.model(req.model.as_deref())?;
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,

@@ -100,6 +100,20 @@ impl ApiError {
         }
     }
 
+    /// 408: the body did not arrive in time.
+    pub fn body_timeout(limit: std::time::Duration) -> Self {
+        ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: format!(
+                "the request body did not arrive within {} s: send it whole, at once",
+                limit.as_secs_f64()
+            ),
+            kind: "invalid_request_error",
+            param: None,
+            code: "request_timeout",
+        }
+    }
+
     /// 429: too many streams at once.
     pub fn busy(limit: usize) -> Self {
         ApiError {

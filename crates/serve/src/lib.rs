@@ -25,4 +25,4 @@ pub mod state;
 
 pub use config::{Limits, ModelSpec, ServeConfig};
 pub use error::{ApiError, ServeError};
-pub use server::{load_models, router, serve, shutdown_signal};
+pub use server::{StopSignals, Stopped, load_models, router, serve};

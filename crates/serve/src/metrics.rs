@@ -72,6 +72,8 @@ pub struct Metrics {
     pub paused: AtomicUsize,
     /// Streams admitted (queued or running), for the concurrency limit.
     pub admitted: AtomicUsize,
+    /// Requests received and not yet answered with a response head.
+    pub in_progress: AtomicUsize,
 }
 
 impl Default for Metrics {
@@ -87,6 +89,7 @@ impl Default for Metrics {
             running: AtomicUsize::new(0),
             paused: AtomicUsize::new(0),
             admitted: AtomicUsize::new(0),
+            in_progress: AtomicUsize::new(0),
         }
     }
 }
@@ -187,6 +190,12 @@ impl Metrics {
                 "gauge",
                 "Tokens generated per second over the last 5 seconds.",
                 self.tokens_per_second(),
+            ),
+            (
+                "lstm_lm_requests_in_progress",
+                "gauge",
+                "Requests received and not yet answered (a streamed answer counts until its head; its streams count in running_streams).",
+                self.in_progress.load(Ordering::Relaxed) as f64,
             ),
             (
                 "lstm_lm_queue_depth",

@@ -44,7 +44,7 @@ pub fn check_inputs(
 
 /// The handler.
 pub async fn score(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
-    let req: ScoreRequest = read_json(body, state.limits.max_body_bytes).await?;
+    let req: ScoreRequest = read_json(body, &state.limits).await?;
     let model = state.model(req.model.as_deref())?;
     let texts = req.input.into_vec();
     check_inputs(&texts, &model.run, &state.limits)?;

@@ -1,7 +1,8 @@
 //! The router, and a server's life: load the models, start a scheduler per model, answer
 //! until the shutdown signal, then drain the requests in flight and stop.
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -126,11 +127,30 @@ async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
         .copied()
         .unwrap_or("other");
     let start = Instant::now();
+    let in_progress = InProgress::new(&state.metrics.in_progress);
     let response = next.run(req).await;
+    drop(in_progress);
     state
         .metrics
         .request(route, response.status().as_u16(), start.elapsed());
     response
+}
+
+/// One request in the in-progress gauge, for as long as this lives (so a request whose client
+/// went away, its handler dropped mid-way, leaves the gauge too).
+struct InProgress<'a>(&'a AtomicUsize);
+
+impl<'a> InProgress<'a> {
+    fn new(gauge: &'a AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        InProgress(gauge)
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A running server's schedulers, stopped and joined by [`Schedulers::join`].
@@ -182,48 +202,94 @@ pub fn start(
     Ok((Arc::new(state), Schedulers { handles }))
 }
 
+/// How [`serve`] ended after its shutdown signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every request in flight finished, and the schedulers stopped.
+    Drained,
+    /// Requests were still in flight when [`ServeConfig::drain_timeout`] ran out; the server
+    /// stopped without them (their connections close when the runtime shuts down).
+    DrainTimedOut,
+}
+
 /// Answers on `listener` until `shutdown` completes, then stops accepting, lets the requests
-/// in flight (streams included) finish, and stops the schedulers.
+/// in flight (streams included) finish for at most `config.drain_timeout`, and stops the
+/// schedulers.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: &ServeConfig,
     runs: Vec<(String, LoadedRun)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
+) -> Result<Stopped, ServeError> {
     let (state, schedulers) = start(config, runs)?;
     let app = router(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| ServeError::Io {
-            context: "serving stopped".into(),
-            source,
-        });
-    // The router (and with it every scheduler handle) is gone: the threads end.
-    tokio::task::spawn_blocking(move || schedulers.join())
-        .await
-        .ok();
-    result
-}
-
-/// Completes on Ctrl-C or (on Unix) SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled.send(());
     };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .into_future();
+    let drain = config.drain_timeout;
+    let deadline = async move {
+        match on_signal.await {
+            Ok(()) => tokio::time::sleep(drain).await,
+            // The server ended before any signal (it failed).
+            Err(_) => std::future::pending().await,
         }
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        result = server => {
+            result.map_err(|source| ServeError::Io {
+                context: "serving stopped".into(),
+                source,
+            })?;
+            // The router (and with it every scheduler handle) is gone: the threads end.
+            tokio::task::spawn_blocking(move || schedulers.join())
+                .await
+                .ok();
+            Ok(Stopped::Drained)
+        }
+        // Connections still open hold the router, so the scheduler threads are not joined:
+        // they end with the process.
+        () = deadline => Ok(Stopped::DrainTimedOut),
+    }
+}
+
+/// Ctrl-C and (on Unix) SIGTERM as one sequence of stop requests. It listens from the moment
+/// it is made, so a second signal sent right after the first is not missed between two waits
+/// (a listener made after a signal arrived would never see it).
+pub struct StopSignals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts listening; call inside the tokio runtime.
+    pub fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// Completes at the next Ctrl-C or SIGTERM.
+    pub async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -2,10 +2,11 @@
 //! is the `lstm-lm-serve` crate).
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use lstm_lm_serve::{Limits, ModelSpec, ServeConfig};
+use lstm_lm_serve::{Limits, ModelSpec, ServeConfig, Stopped};
 
 use super::device_args::DeviceArgs;
 
@@ -45,6 +46,13 @@ pub struct ServeArgs {
     /// Most generation streams at once, running or queued (more are answered 429).
     #[arg(long, default_value_t = Limits::default().max_streams, value_name = "N")]
     pub max_streams: usize,
+    /// Seconds a request body may take to arrive (408 after).
+    #[arg(long, default_value_t = Limits::default().body_timeout.as_secs_f64(), value_name = "SECS")]
+    pub body_timeout: f64,
+    /// On Ctrl-C or SIGTERM, seconds the requests in flight get to finish before the server
+    /// stops without them (a second Ctrl-C or SIGTERM stops it at once).
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub drain_timeout: f64,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -60,6 +68,12 @@ fn read_token(path: &PathBuf) -> Result<String> {
         );
     }
     Ok(token)
+}
+
+/// `SECS` of `flag` as a duration: finite, not negative.
+fn seconds(flag: &str, secs: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| anyhow::anyhow!("{flag} {secs}: give a number of seconds, 0 or more"))
 }
 
 /// Runs the server until Ctrl-C or SIGTERM, then drains the requests in flight.
@@ -81,8 +95,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_tokens: args.max_tokens,
         max_n: args.max_n,
         max_streams: args.max_streams,
+        body_timeout: seconds("--body-timeout", args.body_timeout)?,
         ..Limits::default()
     };
+    config.drain_timeout = seconds("--drain-timeout", args.drain_timeout)?;
     config.token = args.token_file.as_ref().map(read_token).transpose()?;
     let device = args.device.device()?;
     let runs = lstm_lm_serve::load_models(&config, &device)?;
@@ -92,6 +108,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Listening for stop signals starts before the address is printed: whoever reads that
+        // line may stop the server at once.
+        let mut signals =
+            lstm_lm_serve::StopSignals::new().context("cannot listen for Ctrl-C and SIGTERM")?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("--listen {}: cannot listen there", config.listen))?;
@@ -106,12 +126,40 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 "warning: listening on {addr}, beyond this machine, without --token-file: anyone who can reach it can use the models"
             );
         }
-        let shutdown = async {
-            lstm_lm_serve::shutdown_signal().await;
-            println!("lstm-lm serve: stopping; finishing the requests in flight");
+        let drain = config.drain_timeout.as_secs_f64();
+        let (first, on_first) = tokio::sync::oneshot::channel::<()>();
+        let (second, on_second) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            signals.next().await;
+            println!(
+                "lstm-lm serve: stopping; finishing the requests in flight (at most {drain} s; Ctrl-C again to stop now)"
+            );
+            let _ = first.send(());
+            signals.next().await;
+            let _ = second.send(());
+        });
+        let shutdown = async move {
+            let _ = on_first.await;
         };
-        lstm_lm_serve::serve(listener, &config, runs, shutdown).await?;
-        println!("lstm-lm serve: stopped");
+        let second_signal = async move {
+            if on_second.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            stopped = lstm_lm_serve::serve(listener, &config, runs, shutdown) => match stopped? {
+                Stopped::Drained => println!("lstm-lm serve: stopped"),
+                Stopped::DrainTimedOut => println!(
+                    "lstm-lm serve: stopped; requests still in flight after {drain} s were cut off"
+                ),
+            },
+            () = second_signal => {
+                println!("lstm-lm serve: stopped at a second signal; requests in flight were cut off");
+            }
+        }
         anyhow::Ok(())
-    })
+    })?;
+    // Connections cut off above hold tasks that end when the runtime stops; do not wait on them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
 }
