@@ -54,6 +54,26 @@ impl Histogram {
     }
 }
 
+/// One scheduler's part of a gauge summed over all models (streams queued, running, paused):
+/// setting it moves the shared gauge by the change since this part last set it, so schedulers
+/// of several models add up instead of overwriting each other.
+#[derive(Debug, Default)]
+pub struct GaugePart {
+    last: usize,
+}
+
+impl GaugePart {
+    /// Makes this part of `gauge` `value`.
+    pub fn set(&mut self, gauge: &AtomicUsize, value: usize) {
+        if value >= self.last {
+            gauge.fetch_add(value - self.last, Ordering::Relaxed);
+        } else {
+            gauge.fetch_sub(self.last - value, Ordering::Relaxed);
+        }
+        self.last = value;
+    }
+}
+
 /// The server's counters, shared by the handlers and the schedulers.
 #[derive(Debug)]
 pub struct Metrics {
@@ -64,11 +84,12 @@ pub struct Metrics {
     tokens: AtomicU64,
     /// Tokens generated per second of uptime, for the last few seconds: (second, count).
     recent: Mutex<Vec<(u64, u64)>>,
-    /// Streams waiting for a place in a batch, over all models.
+    /// Streams waiting for a place in a batch, over all models (set through [`GaugePart`]).
     pub queued: AtomicUsize,
-    /// Streams in a batch, over all models.
+    /// Streams in a batch, over all models (set through [`GaugePart`]).
     pub running: AtomicUsize,
-    /// Streams in a batch that sit out its steps until their client reads what it was sent.
+    /// Streams in a batch that sit out its steps until their client reads what it was sent,
+    /// over all models (set through [`GaugePart`]).
     pub paused: AtomicUsize,
     /// Streams admitted (queued or running), for the concurrency limit.
     pub admitted: AtomicUsize,
@@ -229,6 +250,20 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_parts_of_a_gauge_add_up() {
+        let gauge = AtomicUsize::new(0);
+        let (mut a, mut b) = (GaugePart::default(), GaugePart::default());
+        a.set(&gauge, 3);
+        b.set(&gauge, 2);
+        assert_eq!(gauge.load(Ordering::Relaxed), 5);
+        a.set(&gauge, 1);
+        assert_eq!(gauge.load(Ordering::Relaxed), 3);
+        b.set(&gauge, 0);
+        a.set(&gauge, 0);
+        assert_eq!(gauge.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn the_exposition_has_every_family() {

@@ -5,7 +5,6 @@
 //! was sent ([`crate::events`]) sits out the steps until the client catches up.
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use lstm_lm_infer::{InferError, LoadedRun, SamplingConfig, StopText};
@@ -16,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::admission::StreamSlot;
 use crate::batch_step::{BatchStepper, StreamState};
 use crate::events::EventSender;
-use crate::metrics::Metrics;
+use crate::metrics::{GaugePart, Metrics};
 
 /// Most alternatives `logprobs` may ask for per position (OpenAI's limit).
 pub const MAX_TOP_LOGPROBS: usize = 5;
@@ -145,6 +144,7 @@ fn run_loop(
     let banned: Vec<u32> = run.tokenizer.pad_id().into_iter().collect();
     let mut waiting: VecDeque<GenerationJob> = VecDeque::new();
     let mut active: Vec<Active<'_>> = Vec::new();
+    let (mut queued, mut running, mut paused) = <(GaugePart, GaugePart, GaugePart)>::default();
     loop {
         if active.is_empty() && waiting.is_empty() {
             match incoming.recv() {
@@ -167,10 +167,10 @@ fn run_loop(
             }
         }
         active.retain(|a| !a.finished && !a.job.events.is_closed());
-        metrics.queued.store(waiting.len(), Ordering::Relaxed);
-        metrics.running.store(active.len(), Ordering::Relaxed);
+        queued.set(&metrics.queued, waiting.len());
+        running.set(&metrics.running, active.len());
         if active.is_empty() {
-            metrics.paused.store(0, Ordering::Relaxed);
+            paused.set(&metrics.paused, 0);
             continue;
         }
         // Streams whose reader lags sit this step out; they keep their place and state.
@@ -179,7 +179,7 @@ fn run_loop(
             .iter_mut()
             .filter(|a| !a.job.events.lagging())
             .collect();
-        metrics.paused.store(total - batch.len(), Ordering::Relaxed);
+        paused.set(&metrics.paused, total - batch.len());
         if batch.is_empty() {
             std::thread::sleep(PAUSED_POLL);
             continue;
@@ -346,6 +346,7 @@ mod tests {
     use lstm_lm_infer::{DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, TrainSettings};
     use lstm_lm_model::LanguageModelConfig;
     use lstm_lm_text_prep::{TextTokenizer, TokenizerConfig, TokenizerKind};
+    use std::sync::atomic::Ordering;
 
     /// An untrained word model, enough to generate.
     fn tiny_run() -> LoadedRun {
