@@ -404,6 +404,14 @@ fn a_token_file_guards_everything_but_the_page_and_health() {
     support::assert_one_line_error(&o, &["--token-file", "empty"]);
     let o = lstm_lm(&["serve", "--model", "missing-run"], tmp.path());
     support::assert_one_line_error(&o, &["missing-run"]);
+    for (flag, value) in [
+        ("--stall-timeout", "0"),
+        ("--body-timeout", "inf"),
+        ("--drain-timeout", "NaN"),
+    ] {
+        let o = lstm_lm(&["serve", "--model", "run", flag, value], tmp.path());
+        support::assert_one_line_error(&o, &[flag, "seconds"]);
+    }
 }
 
 /// Waits (up to a minute) until `ok` holds, polling.
@@ -455,14 +463,14 @@ fn the_stream_limit_answers_429_and_a_disconnect_frees_the_place() {
 }
 
 /// SIGTERM while a long response is still being written (the client has read one event, so
-/// the rest waits in the socket buffers): the server stops accepting, finishes that response,
-/// and exits with status 0.
+/// the rest waits in the socket buffers, then the stream pauses until the client reads): the
+/// server stops accepting, finishes that response, and exits with status 0.
 #[cfg(unix)]
 #[test]
 fn sigterm_lets_a_stream_finish_then_exits() {
     let tmp = tempfile::tempdir().unwrap();
     trained_run(tmp.path());
-    let mut s = Server::start(tmp.path(), &["--max-batch", "1"]);
+    let mut s = Server::start(tmp.path(), &["--max-batch", "1", "--drain-timeout", "3600"]);
     let body = json!({"prompt": "the", "max_tokens": 1000, "logprobs": 5, "stream": true});
     let mut events = http::post_stream(s.addr, "/v1/completions", &[], &body);
     assert!(events.next_data().is_some());
@@ -488,7 +496,7 @@ fn sigterm_lets_a_stream_finish_then_exits() {
     assert!(status.success(), "{status:?}");
     let mut out = String::new();
     std::io::Read::read_to_string(s.child.stdout.as_mut().unwrap(), &mut out).unwrap();
-    assert!(out.contains("stopped"), "{out}");
+    assert!(out.contains("lstm-lm serve: stopped\n"), "{out}");
 }
 
 /// Sends `signal` to the server.

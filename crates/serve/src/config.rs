@@ -56,9 +56,12 @@ pub struct Limits {
     /// Most generation streams (prompts × n) admitted at once, running or queued, over all
     /// models (429 above). Default 256.
     pub max_streams: usize,
-    /// Longest a request body may take to arrive once its headers have (408 after). Default
-    /// 30 s: a client that opens a request and trickles its body holds a connection no longer.
+    /// Longest a request body may take to arrive once the request reached its handler (408
+    /// after). Default 30 s. (Slow request heads are not timed.)
     pub body_timeout: Duration,
+    /// Longest a streamed completion may stay paused because its client reads nothing (the
+    /// stream is then ended with an error event and its place freed). Default 60 s.
+    pub stall_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -71,6 +74,7 @@ impl Default for Limits {
             max_inputs: 64,
             max_streams: 256,
             body_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(60),
         }
     }
 }

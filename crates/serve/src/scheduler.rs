@@ -100,10 +100,12 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the thread for `run`, stepping up to `max_batch` streams together.
+    /// Starts the thread for `run`, stepping up to `max_batch` streams together and ending a
+    /// stream whose client has lagged for `stall_timeout`.
     pub fn start(
         run: Arc<LoadedRun>,
         max_batch: usize,
+        stall_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (jobs, incoming) = std::sync::mpsc::channel();
@@ -111,7 +113,9 @@ impl Scheduler {
             .name("lstm-lm-scheduler".into())
             // Model code may recurse deeply (a main thread's stack, as the pool threads have).
             .stack_size(8 << 20)
-            .spawn(move || run_loop(&run, max_batch.max(1), &incoming, &metrics))?;
+            .spawn(move || {
+                run_loop(&run, max_batch.max(1), stall_timeout, &incoming, &metrics);
+            })?;
         Ok((Scheduler { jobs }, handle))
     }
 
@@ -132,11 +136,15 @@ struct Active<'a> {
     pending: u32,
     generated: usize,
     finished: bool,
+    /// Since when the client has lagged [`MAX_UNREAD_EVENTS`](crate::events::MAX_UNREAD_EVENTS)
+    /// behind (the stream sits out the steps); `None` while it keeps up.
+    paused_since: Option<Instant>,
 }
 
 fn run_loop(
     run: &LoadedRun,
     max_batch: usize,
+    stall_timeout: Duration,
     incoming: &std::sync::mpsc::Receiver<GenerationJob>,
     metrics: &Metrics,
 ) {
@@ -156,7 +164,14 @@ fn run_loop(
         while let Ok(job) = incoming.try_recv() {
             waiting.push_back(job);
         }
-        while active.len() < max_batch
+        let now = Instant::now();
+        for a in &mut active {
+            a.watch_reader(now, stall_timeout, metrics);
+        }
+        active.retain(|a| !a.finished && !a.job.events.is_closed());
+        // A paused stream keeps its state and its admission place, not its batch place.
+        let mut stepping = active.iter().filter(|a| a.paused_since.is_none()).count();
+        while stepping < max_batch
             && let Some(job) = waiting.pop_front()
         {
             if job.events.is_closed() {
@@ -164,26 +179,25 @@ fn run_loop(
             }
             if let Some(a) = start(run, &stepper, &banned, job, metrics) {
                 active.push(a);
+                stepping += 1;
             }
         }
-        active.retain(|a| !a.finished && !a.job.events.is_closed());
         queued.set(&metrics.queued, waiting.len());
         running.set(&metrics.running, active.len());
+        paused.set(&metrics.paused, active.len() - stepping);
         if active.is_empty() {
-            paused.set(&metrics.paused, 0);
             continue;
         }
-        // Streams whose reader lags sit this step out; they keep their place and state.
-        let total = active.len();
-        let mut batch: Vec<&mut Active<'_>> = active
-            .iter_mut()
-            .filter(|a| !a.job.events.lagging())
-            .collect();
-        paused.set(&metrics.paused, total - batch.len());
-        if batch.is_empty() {
+        if stepping == 0 {
             std::thread::sleep(PAUSED_POLL);
             continue;
         }
+        // Streams that resumed together may outnumber the places: the rest wait a step.
+        let mut batch: Vec<&mut Active<'_>> = active
+            .iter_mut()
+            .filter(|a| a.paused_since.is_none())
+            .take(max_batch)
+            .collect();
         let inputs: Vec<u32> = batch.iter().map(|a| a.pending).collect();
         let mut states: Vec<&mut StreamState> = batch.iter_mut().map(|a| &mut a.state).collect();
         match stepper.step(&inputs, &mut states) {
@@ -233,12 +247,36 @@ fn start<'a>(
         pending: 0,
         generated: 0,
         finished: false,
+        paused_since: None,
     };
     a.next_token(run, &logits, banned, metrics);
     (!a.finished).then_some(a)
 }
 
 impl Active<'_> {
+    /// Pauses the stream while its client lags, resumes it when the client catches up, and
+    /// ends it when the client has read nothing for `stall_timeout`, so a client that stops
+    /// reading cannot hold its admission place for ever.
+    fn watch_reader(&mut self, now: Instant, stall_timeout: Duration, metrics: &Metrics) {
+        if !self.job.events.lagging() {
+            self.paused_since = None;
+            return;
+        }
+        let since = *self.paused_since.get_or_insert(now);
+        if now.duration_since(since) >= stall_timeout {
+            let _ = self.job.events.send(StreamEvent::Failed {
+                index: self.job.index,
+                message: format!(
+                    "the client read nothing for {} s while {} events waited: the stream was ended",
+                    stall_timeout.as_secs_f64(),
+                    self.job.events.unread()
+                ),
+            });
+            metrics.stream_done(self.job.admitted.elapsed());
+            self.finished = true;
+        }
+    }
+
     /// Picks the next token from `logits`, sends its text, and ends the stream when it is
     /// done.
     fn next_token(&mut self, run: &LoadedRun, logits: &[f32], banned: &[u32], metrics: &Metrics) {
@@ -341,7 +379,7 @@ fn token_detail(run: &LoadedRun, logits: &[f32], id: u32, top: usize) -> TokenDe
 mod tests {
     use super::*;
     use crate::admission::admit;
-    use crate::events::{MAX_UNREAD_EVENTS, event_channel};
+    use crate::events::{EventReceiver, MAX_UNREAD_EVENTS, event_channel};
     use burn::tensor::Device;
     use lstm_lm_infer::{DataFiles, RUN_FORMAT, RUN_FORMAT_VERSION, RunConfig, TrainSettings};
     use lstm_lm_model::LanguageModelConfig;
@@ -377,17 +415,9 @@ mod tests {
         }
     }
 
-    /// A client that does not read its stream gets no more than [`MAX_UNREAD_EVENTS`] (and a
-    /// step's worth) generated ahead; once it reads, the stream runs to its end.
-    #[test]
-    fn a_stream_waits_for_a_reader_that_lags() {
-        let metrics = Arc::new(Metrics::default());
-        let (scheduler, thread) =
-            Scheduler::start(Arc::new(tiny_run()), 4, Arc::clone(&metrics)).unwrap();
-        let (events, mut reader) = event_channel();
-        let probe = events.clone();
-        let max_tokens = 4 * MAX_UNREAD_EVENTS;
-        let job = GenerationJob {
+    /// A job of `max_tokens` for `events`, admitted under `metrics`.
+    fn job(events: EventSender, max_tokens: usize, metrics: &Arc<Metrics>) -> GenerationJob {
+        GenerationJob {
             index: 0,
             feed: vec![1],
             prompt: vec![1],
@@ -398,40 +428,101 @@ mod tests {
             stop_at_eos: false,
             logprobs: None,
             events,
-            slot: admit(&metrics, 1, 1).unwrap().pop().unwrap(),
+            slot: admit(metrics, 1, 8).unwrap().pop().unwrap(),
             admitted: Instant::now(),
+        }
+    }
+
+    /// Reads `reader` to its end (within a minute): the pieces and how the stream ended.
+    fn read_all(reader: &mut EventReceiver) -> (usize, Option<Result<usize, String>>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let next = |reader: &mut EventReceiver| {
+            runtime
+                .block_on(async {
+                    tokio::time::timeout(Duration::from_secs(60), reader.recv()).await
+                })
+                .expect("the stream ends within a minute")
         };
-        assert!(scheduler.submit(job));
+        let (mut pieces, mut end) = (0, None);
+        while let Some(event) = next(reader) {
+            match event {
+                StreamEvent::Piece { .. } => pieces += 1,
+                StreamEvent::Done { tokens, .. } => end = Some(Ok(tokens)),
+                StreamEvent::Failed { message, .. } => end = Some(Err(message)),
+            }
+        }
+        (pieces, end)
+    }
+
+    /// Waits (up to a minute) until `ok` holds.
+    fn eventually(what: &str, ok: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while metrics.paused.load(Ordering::Relaxed) == 0 {
-            assert!(Instant::now() < deadline, "the stream never paused");
+        while !ok() {
+            assert!(Instant::now() < deadline, "never: {what}");
             std::thread::sleep(Duration::from_millis(5));
         }
-        // Paused for a while, it generates nothing more.
-        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    /// A client that does not read its stream gets no more than [`MAX_UNREAD_EVENTS`] (and a
+    /// step's worth) generated ahead, and its paused stream leaves its batch place to others;
+    /// once it reads, the stream runs to its end.
+    #[test]
+    fn a_stream_waits_for_a_reader_that_lags() {
+        let metrics = Arc::new(Metrics::default());
+        let hour = Duration::from_secs(3600);
+        let (scheduler, thread) =
+            Scheduler::start(Arc::new(tiny_run()), 1, hour, Arc::clone(&metrics)).unwrap();
+        let (events, mut reader) = event_channel();
+        let probe = events.clone();
+        let max_tokens = 4 * MAX_UNREAD_EVENTS;
+        assert!(scheduler.submit(job(events, max_tokens, &metrics)));
+        eventually("the stream pauses", || {
+            metrics.paused.load(Ordering::Relaxed) == 1
+        });
+        // The one batch place is free for another stream meanwhile.
+        let (other, mut other_reader) = event_channel();
+        assert!(scheduler.submit(job(other, 5, &metrics)));
+        assert_eq!(read_all(&mut other_reader).1, Some(Ok(5)));
+        // Paused all along, it generated nothing more.
         let unread = probe.unread();
         assert!(
             (MAX_UNREAD_EVENTS..=MAX_UNREAD_EVENTS + 3).contains(&unread),
             "{unread} events unread"
         );
         drop(probe);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let (mut pieces, mut done) = (0, None);
-        while let Some(event) = runtime.block_on(reader.recv()) {
-            match event {
-                StreamEvent::Piece { .. } => pieces += 1,
-                StreamEvent::Done { tokens, .. } => done = Some(tokens),
-                StreamEvent::Failed { message, .. } => panic!("the stream failed: {message}"),
-            }
-        }
-        assert_eq!(done, Some(max_tokens));
+        let (pieces, end) = read_all(&mut reader);
+        assert_eq!(end, Some(Ok(max_tokens)));
         assert!(pieces >= max_tokens, "{pieces} pieces");
-        while metrics.paused.load(Ordering::Relaxed) != 0 {
-            assert!(Instant::now() < deadline, "the pause gauge stayed up");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually("the pause gauge falls", || {
+            metrics.paused.load(Ordering::Relaxed) == 0
+        });
+        drop(scheduler);
+        thread.join().unwrap();
+    }
+
+    /// A client that reads nothing for the stall timeout has its stream ended, with an error
+    /// that says why, and its admission place back.
+    #[test]
+    fn a_stream_whose_reader_stalls_is_ended() {
+        let metrics = Arc::new(Metrics::default());
+        let stall = Duration::from_millis(50);
+        let (scheduler, thread) =
+            Scheduler::start(Arc::new(tiny_run()), 4, stall, Arc::clone(&metrics)).unwrap();
+        let (events, mut reader) = event_channel();
+        assert!(scheduler.submit(job(events, 4 * MAX_UNREAD_EVENTS, &metrics)));
+        eventually("the stream ends and gives its place back", || {
+            metrics.admitted.load(Ordering::Relaxed) == 0
+        });
+        let (pieces, end) = read_all(&mut reader);
+        assert!(
+            (MAX_UNREAD_EVENTS - 3..=MAX_UNREAD_EVENTS + 3).contains(&pieces),
+            "{pieces} pieces"
+        );
+        let message = end.unwrap().unwrap_err();
+        assert!(message.contains("read nothing for 0.05 s"), "{message}");
         drop(scheduler);
         thread.join().unwrap();
     }

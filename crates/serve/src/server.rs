@@ -178,13 +178,16 @@ pub fn start(
     let mut handles = Vec::new();
     for (name, run) in runs {
         let run = Arc::new(run);
-        let (scheduler, handle) =
-            Scheduler::start(Arc::clone(&run), config.max_batch, Arc::clone(&metrics)).map_err(
-                |source| ServeError::Io {
-                    context: "cannot start a scheduler thread".into(),
-                    source,
-                },
-            )?;
+        let (scheduler, handle) = Scheduler::start(
+            Arc::clone(&run),
+            config.max_batch,
+            config.limits.stall_timeout,
+            Arc::clone(&metrics),
+        )
+        .map_err(|source| ServeError::Io {
+            context: "cannot start a scheduler thread".into(),
+            source,
+        })?;
         handles.push(handle);
         models.push(ServedModel {
             name,
@@ -245,11 +248,18 @@ pub async fn serve(
                 context: "serving stopped".into(),
                 source,
             })?;
-            // The router (and with it every scheduler handle) is gone: the threads end.
-            tokio::task::spawn_blocking(move || schedulers.join())
-                .await
-                .ok();
-            Ok(Stopped::Drained)
+            // The router (and with it every scheduler handle) is gone: the threads end after
+            // their current step, which the drain timeout bounds too.
+            let joined = tokio::time::timeout(
+                drain,
+                tokio::task::spawn_blocking(move || schedulers.join()),
+            )
+            .await;
+            Ok(if joined.is_ok() {
+                Stopped::Drained
+            } else {
+                Stopped::DrainTimedOut
+            })
         }
         // Connections still open hold the router, so the scheduler threads are not joined:
         // they end with the process.

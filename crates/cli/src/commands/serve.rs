@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Seconds a request body may take to arrive (408 after).
     #[arg(long, default_value_t = Limits::default().body_timeout.as_secs_f64(), value_name = "SECS")]
     pub body_timeout: f64,
+    /// Seconds a streamed completion may wait for a client that reads nothing before it is
+    /// ended (it pauses once 256 events are unread).
+    #[arg(long, default_value_t = Limits::default().stall_timeout.as_secs_f64(), value_name = "SECS")]
+    pub stall_timeout: f64,
     /// On Ctrl-C or SIGTERM, seconds the requests in flight get to finish before the server
     /// stops without them (a second Ctrl-C or SIGTERM stops it at once).
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
@@ -76,6 +80,15 @@ fn seconds(flag: &str, secs: f64) -> Result<Duration> {
         .map_err(|_| anyhow::anyhow!("{flag} {secs}: give a number of seconds, 0 or more"))
 }
 
+/// `SECS` of `flag` as a duration above zero.
+fn positive_seconds(flag: &str, secs: f64) -> Result<Duration> {
+    let d = seconds(flag, secs)?;
+    if d.is_zero() {
+        bail!("{flag} {secs}: give a number of seconds above 0");
+    }
+    Ok(d)
+}
+
 /// Runs the server until Ctrl-C or SIGTERM, then drains the requests in flight.
 pub fn run(args: ServeArgs) -> Result<()> {
     let models = args
@@ -95,7 +108,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_tokens: args.max_tokens,
         max_n: args.max_n,
         max_streams: args.max_streams,
-        body_timeout: seconds("--body-timeout", args.body_timeout)?,
+        body_timeout: positive_seconds("--body-timeout", args.body_timeout)?,
+        stall_timeout: positive_seconds("--stall-timeout", args.stall_timeout)?,
         ..Limits::default()
     };
     config.drain_timeout = seconds("--drain-timeout", args.drain_timeout)?;
@@ -107,7 +121,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         // Listening for stop signals starts before the address is printed: whoever reads that
         // line may stop the server at once.
         let mut signals =
@@ -158,8 +172,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             }
         }
         anyhow::Ok(())
-    })?;
-    // Connections cut off above hold tasks that end when the runtime stops; do not wait on them.
+    });
+    // Connections cut off above hold tasks that end when the runtime stops, and a score or
+    // embedding may still run on a blocking thread: do not wait on them.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(())
+    served
 }
