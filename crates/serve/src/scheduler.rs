@@ -457,6 +457,18 @@ mod tests {
         (pieces, end)
     }
 
+    /// A scheduler over [`tiny_run`] with these settings, and its metrics.
+    fn scheduler(
+        max_batch: usize,
+        stall_timeout: Duration,
+    ) -> (Scheduler, std::thread::JoinHandle<()>, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let run = Arc::new(tiny_run());
+        let (scheduler, thread) =
+            Scheduler::start(run, max_batch, stall_timeout, Arc::clone(&metrics)).unwrap();
+        (scheduler, thread, metrics)
+    }
+
     /// Waits (up to a minute) until `ok` holds.
     fn eventually(what: &str, ok: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -471,10 +483,7 @@ mod tests {
     /// once it reads, the stream runs to its end.
     #[test]
     fn a_stream_waits_for_a_reader_that_lags() {
-        let metrics = Arc::new(Metrics::default());
-        let hour = Duration::from_secs(3600);
-        let (scheduler, thread) =
-            Scheduler::start(Arc::new(tiny_run()), 1, hour, Arc::clone(&metrics)).unwrap();
+        let (scheduler, thread, metrics) = scheduler(1, Duration::from_secs(3600));
         let (events, mut reader) = event_channel();
         let probe = events.clone();
         let max_tokens = 4 * MAX_UNREAD_EVENTS;
@@ -507,10 +516,7 @@ mod tests {
     /// that says why, and its admission place back.
     #[test]
     fn a_stream_whose_reader_stalls_is_ended() {
-        let metrics = Arc::new(Metrics::default());
-        let stall = Duration::from_millis(50);
-        let (scheduler, thread) =
-            Scheduler::start(Arc::new(tiny_run()), 4, stall, Arc::clone(&metrics)).unwrap();
+        let (scheduler, thread, metrics) = scheduler(4, Duration::from_millis(50));
         let (events, mut reader) = event_channel();
         assert!(scheduler.submit(job(events, 4 * MAX_UNREAD_EVENTS, &metrics)));
         eventually("the stream ends and gives its place back", || {
