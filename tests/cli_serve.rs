@@ -353,6 +353,13 @@ fn bad_requests_get_clear_openai_errors_and_others_go_on() {
     error_of(&http::get(s.addr, "/v2/nothing"), 404);
     let e = error_of(&trickle.reply(), 408);
     assert_eq!(e["code"], "request_timeout");
+    // A body that breaks off (a bad chunk) is unreadable, not too large.
+    let broken = http::raw(
+        s.addr,
+        b"POST /v1/score HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"i\r\nzz\r\n",
+    );
+    let e = error_of(&broken, 400);
+    assert_eq!(e["code"], "unreadable_body");
     // The server is unharmed.
     let ok = completion(s.addr, json!({"prompt": "the", "max_tokens": 3}));
     assert_eq!(ok["choices"][0]["finish_reason"], "length");

@@ -136,6 +136,13 @@ fn read_reply(s: TcpStream) -> Reply {
 /// never completes while this is held.
 pub struct PartialRequest(TcpStream);
 
+/// Sends `raw` bytes as they are (a whole request, head included) and reads the answer.
+pub fn raw(addr: SocketAddr, raw: &[u8]) -> Reply {
+    let mut s = connect(addr);
+    s.write_all(raw).unwrap();
+    read_reply(s)
+}
+
 /// Starts a POST to `path` that sends `part` of a `declared`-byte body and no more.
 pub fn post_partial(addr: SocketAddr, path: &str, declared: usize, part: &[u8]) -> PartialRequest {
     let mut s = connect(addr);

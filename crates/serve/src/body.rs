@@ -13,7 +13,16 @@ pub async fn read_json<T: DeserializeOwned>(body: Body, limits: &Limits) -> Resu
     let bytes = tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit))
         .await
         .map_err(|_| ApiError::body_timeout(limits.body_timeout))?
-        .map_err(|_| ApiError::too_large(limit))?;
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::too_large(limit)
+            } else {
+                ApiError::invalid(None, format!("the request body could not be read: {e}"))
+                    .with_code("unreadable_body")
+            }
+        })?;
     if bytes.is_empty() {
         return Err(ApiError::invalid(
             None,
