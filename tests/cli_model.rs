@@ -1288,3 +1288,72 @@ fn awd_flags_set_their_settings_and_bad_values_are_refused() {
         "data.random_bptt applies to the stream recipe only",
     );
 }
+
+/// The `awd-ptb` preset (weight drop, locked and embedding dropout, AR/TAR, random BPTT,
+/// NT-ASGD, per-layer widths, tied weights) trains, resumes and evaluates through the normal
+/// commands; only the widths and batch shape are made small here.
+#[test]
+fn the_awd_preset_trains_resumes_and_evaluates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("corpus.txt"), CORPUS.repeat(20)).unwrap();
+    std::fs::write(dir.join("valid.txt"), CORPUS).unwrap();
+    let small = [
+        "--set",
+        "model.embedding_size=16",
+        "--set",
+        "model.hidden_sizes=[24,24,16]",
+        "--set",
+        "data.batch_size=4",
+        "--set",
+        "data.bptt=12",
+    ];
+    let mut args = vec![
+        "train",
+        "--preset",
+        "awd-ptb",
+        "--data",
+        "corpus.txt",
+        "--valid",
+        "valid.txt",
+        "--out",
+        "awd",
+        "--epochs",
+        "1",
+        "--quiet",
+    ];
+    args.extend_from_slice(&small);
+    let o = lstm_lm(&args, dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("awd/config.json")).unwrap()).unwrap();
+    let s = &config["settings"];
+    assert_eq!(s["regularisation"]["weight_drop"], 0.5, "{s}");
+    assert_eq!(s["regularisation"]["locked_dropout"], true, "{s}");
+    assert_eq!(s["optim"]["nt_asgd"], true, "{s}");
+    assert_eq!(s["data"]["random_bptt"], true, "{s}");
+    assert_eq!(
+        s["model"]["hidden_sizes"],
+        serde_json::json!([24, 24, 16]),
+        "{s}"
+    );
+    let o = lstm_lm(
+        &["train", "--resume", "awd", "--epochs", "2", "--quiet"],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = stdout(&lstm_lm(&["info", "--model", "awd"], dir));
+    assert!(
+        info.contains("hidden 24/24/16") && info.contains("epoch   2"),
+        "{info}"
+    );
+    let o = lstm_lm(&["eval", "--model", "awd", "--data", "valid.txt"], dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ppl: f64 = stdout(&o)
+        .split("perplexity")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no perplexity in {}", stdout(&o)));
+    assert!(ppl.is_finite() && ppl > 1.0, "{ppl}");
+}
