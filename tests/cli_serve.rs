@@ -275,7 +275,7 @@ fn bad_requests_get_clear_openai_errors_and_others_go_on() {
             "50",
             "--max-n",
             "3",
-            "--body-timeout",
+            "--request-timeout",
             "1",
         ],
     );
@@ -353,6 +353,16 @@ fn bad_requests_get_clear_openai_errors_and_others_go_on() {
     error_of(&http::get(s.addr, "/v2/nothing"), 404);
     let e = error_of(&trickle.reply(), 408);
     assert_eq!(e["code"], "request_timeout");
+    // A head that never ends, and a connection that never sends one: both are closed once
+    // the request timeout passes.
+    for raw in [&b"POST /v1/score HTTP/1.1\r\nHost: x\r\n"[..], b""] {
+        let got = http::until_closed(s.addr, raw);
+        assert!(
+            got.is_empty() || got.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+    }
     // A body that breaks off (a bad chunk) is unreadable, not too large.
     let broken = http::raw(
         s.addr,
@@ -413,7 +423,7 @@ fn a_token_file_guards_everything_but_the_page_and_health() {
     support::assert_one_line_error(&o, &["missing-run"]);
     for (flag, value) in [
         ("--stall-timeout", "0"),
-        ("--body-timeout", "inf"),
+        ("--request-timeout", "inf"),
         ("--drain-timeout", "NaN"),
     ] {
         let o = lstm_lm(&["serve", "--model", "run", flag, value], tmp.path());
@@ -554,7 +564,7 @@ fn a_request_that_never_ends_cannot_hold_a_stopping_server() {
 
     let mut s = Server::start(
         tmp.path(),
-        &["--drain-timeout", "1", "--body-timeout", "3600"],
+        &["--drain-timeout", "1", "--request-timeout", "3600"],
     );
     let _stuck = held(&s);
     signal(&s, libc::SIGTERM);
@@ -564,7 +574,7 @@ fn a_request_that_never_ends_cannot_hold_a_stopping_server() {
 
     let mut s = Server::start(
         tmp.path(),
-        &["--drain-timeout", "3600", "--body-timeout", "3600"],
+        &["--drain-timeout", "3600", "--request-timeout", "3600"],
     );
     let _stuck = held(&s);
     signal(&s, libc::SIGTERM);

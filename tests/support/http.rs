@@ -143,6 +143,17 @@ pub fn raw(addr: SocketAddr, raw: &[u8]) -> Reply {
     read_reply(s)
 }
 
+/// Sends `raw` bytes and reads until the server closes the connection (panics if it has not
+/// within the read timeout of a minute); returns what it sent.
+pub fn until_closed(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
+    let mut s = connect(addr);
+    s.write_all(raw).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)
+        .expect("the server closes the connection within a minute");
+    got
+}
+
 /// Starts a POST to `path` that sends `part` of a `declared`-byte body and no more.
 pub fn post_partial(addr: SocketAddr, path: &str, declared: usize, part: &[u8]) -> PartialRequest {
     let mut s = connect(addr);

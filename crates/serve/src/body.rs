@@ -6,13 +6,13 @@ use serde::de::DeserializeOwned;
 use crate::config::Limits;
 use crate::error::ApiError;
 
-/// Reads `body` (at most `limits.max_body_bytes`: 413 above; within `limits.body_timeout`: 408
+/// Reads `body` (at most `limits.max_body_bytes`: 413 above; within `limits.request_timeout`: 408
 /// after) and parses it as `T` (400 naming the problem otherwise).
 pub async fn read_json<T: DeserializeOwned>(body: Body, limits: &Limits) -> Result<T, ApiError> {
     let limit = limits.max_body_bytes;
-    let bytes = tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit))
+    let bytes = tokio::time::timeout(limits.request_timeout, axum::body::to_bytes(body, limit))
         .await
-        .map_err(|_| ApiError::body_timeout(limits.body_timeout))?
+        .map_err(|_| ApiError::body_timeout(limits.request_timeout))?
         .map_err(|e| {
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());

@@ -56,9 +56,11 @@ pub struct Limits {
     /// Most generation streams (prompts × n) admitted at once, running or queued, over all
     /// models (429 above). Default 256.
     pub max_streams: usize,
-    /// Longest a request body may take to arrive once the request reached its handler (408
-    /// after). Default 30 s. (Slow request heads are not timed.)
-    pub body_timeout: Duration,
+    /// Longest a request's head may take to arrive (counted from the connection's start, or
+    /// from the previous response on a kept-alive connection; the connection is then closed),
+    /// and then, once more, its body (408). Default 30 s: a client that opens connections and
+    /// trickles or withholds its requests holds them no longer.
+    pub request_timeout: Duration,
     /// Longest a streamed completion may stay paused because its client reads nothing (the
     /// stream is then ended with an error event and its place freed). Default 60 s.
     pub stall_timeout: Duration,
@@ -73,7 +75,7 @@ impl Default for Limits {
             max_n: 8,
             max_inputs: 64,
             max_streams: 256,
-            body_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(60),
         }
     }

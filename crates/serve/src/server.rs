@@ -1,9 +1,9 @@
 //! The router, and a server's life: load the models, start a scheduler per model, answer
 //! until the shutdown signal, then drain the requests in flight and stop.
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -12,6 +12,10 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use burn::tensor::Device;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use lstm_lm_infer::LoadedRun;
 
 use crate::config::ServeConfig;
@@ -23,6 +27,9 @@ use crate::{completions, embeddings, score};
 
 /// The page, served at `/`.
 const PAGE: &str = include_str!("page/index.html");
+
+/// How long to wait before accepting again after `accept` failed (too many open files, say).
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Routes counted by name in the metrics (anything else is `other`).
 const ROUTES: [&str; 8] = [
@@ -218,6 +225,10 @@ pub enum Stopped {
 /// Answers on `listener` until `shutdown` completes, then stops accepting, lets the requests
 /// in flight (streams included) finish for at most `config.drain_timeout`, and stops the
 /// schedulers.
+///
+/// Connections are served by hyper's HTTP/1 server directly (not `axum::serve`) so that it
+/// has a timer: a request head must arrive within `limits.request_timeout`, which also closes
+/// connections left idle.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: &ServeConfig,
@@ -226,45 +237,44 @@ pub async fn serve(
 ) -> Result<Stopped, ServeError> {
     let (state, schedulers) = start(config, runs)?;
     let app = router(state);
-    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        shutdown.await;
-        let _ = signalled.send(());
-    };
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .into_future();
-    let drain = config.drain_timeout;
-    let deadline = async move {
-        match on_signal.await {
-            Ok(()) => tokio::time::sleep(drain).await,
-            // The server ended before any signal (it failed).
-            Err(_) => std::future::pending().await,
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let conn = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(config.limits.request_timeout)
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+                    let conn = connections.watch(conn);
+                    tokio::spawn(async move {
+                        // A connection's error (a reset, a timed-out head) is its own business.
+                        let _ = conn.await;
+                    });
+                }
+                // Out of file descriptors and the like: wait a moment instead of spinning.
+                Err(_) => tokio::time::sleep(ACCEPT_RETRY).await,
+            },
+            () = &mut shutdown => break,
         }
-    };
-    tokio::select! {
-        result = server => {
-            result.map_err(|source| ServeError::Io {
-                context: "serving stopped".into(),
-                source,
-            })?;
-            // The router (and with it every scheduler handle) is gone: the threads end after
-            // their current step, which the drain timeout bounds too.
-            let joined = tokio::time::timeout(
-                drain,
-                tokio::task::spawn_blocking(move || schedulers.join()),
-            )
-            .await;
-            Ok(if joined.is_ok() {
-                Stopped::Drained
-            } else {
-                Stopped::DrainTimedOut
-            })
-        }
-        // Connections still open hold the router, so the scheduler threads are not joined:
-        // they end with the process.
-        () = deadline => Ok(Stopped::DrainTimedOut),
     }
+    drop(listener);
+    // The connections hold the last router clones, and with them the scheduler handles: once
+    // they have all finished the scheduler threads end after their current step.
+    drop(app);
+    let drained = tokio::time::timeout(config.drain_timeout, async move {
+        connections.shutdown().await;
+        tokio::task::spawn_blocking(move || schedulers.join())
+            .await
+            .ok();
+    })
+    .await;
+    Ok(if drained.is_ok() {
+        Stopped::Drained
+    } else {
+        Stopped::DrainTimedOut
+    })
 }
 
 /// Ctrl-C and (on Unix) SIGTERM as one sequence of stop requests. It listens from the moment

@@ -46,9 +46,10 @@ pub struct ServeArgs {
     /// Most generation streams at once, running or queued (more are answered 429).
     #[arg(long, default_value_t = Limits::default().max_streams, value_name = "N")]
     pub max_streams: usize,
-    /// Seconds a request body may take to arrive (408 after).
-    #[arg(long, default_value_t = Limits::default().body_timeout.as_secs_f64(), value_name = "SECS")]
-    pub body_timeout: f64,
+    /// Seconds a request's head, and then its body, may take to arrive (an idle connection is
+    /// closed after as long; a late body gets 408).
+    #[arg(long, default_value_t = Limits::default().request_timeout.as_secs_f64(), value_name = "SECS")]
+    pub request_timeout: f64,
     /// Seconds a streamed completion may wait for a client that reads nothing before it is
     /// ended (it pauses once 256 events are unread).
     #[arg(long, default_value_t = Limits::default().stall_timeout.as_secs_f64(), value_name = "SECS")]
@@ -108,7 +109,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_tokens: args.max_tokens,
         max_n: args.max_n,
         max_streams: args.max_streams,
-        body_timeout: positive_seconds("--body-timeout", args.body_timeout)?,
+        request_timeout: positive_seconds("--request-timeout", args.request_timeout)?,
         stall_timeout: positive_seconds("--stall-timeout", args.stall_timeout)?,
         ..Limits::default()
     };
