@@ -11,6 +11,24 @@
 //!
 //! Not to be confused with text-prep's `NgramDataset`, the Keras recipe of n-gram *prefixes*
 //! fed to an LSTM. **Architecture invariant:** this crate depends on text-prep only (no burn).
+//!
+//! Train a trigram model on a few lines and score a sentence with it:
+//!
+//! ```
+//! use lstm_lm_ngram::{NgramRun, NgramTrainConfig};
+//!
+//! let text = "the keeper lit the lamp\nthe keeper climbed the tower\nthe lamp burned\n";
+//! let config = NgramTrainConfig { order: 3, ..NgramTrainConfig::default() };
+//! let run = NgramRun::train_on_texts(&[text], &config).unwrap();
+//! assert_eq!(run.model.order(), 3);
+//!
+//! let seen = run.score_line("the keeper lit the lamp").unwrap();
+//! let unseen = run.score_line("the lamp lit the keeper").unwrap();
+//! // Each predicted token (and the end of the line) with its natural-log probability.
+//! assert_eq!(seen.tokens.len(), 6);
+//! let total = |s: &lstm_lm_ngram::NgramScore| s.tokens.iter().map(|(_, lp)| lp).sum::<f64>();
+//! assert!(total(&seen) > total(&unseen));
+//! ```
 #![warn(missing_docs)]
 
 mod arpa;
