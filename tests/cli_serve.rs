@@ -589,3 +589,25 @@ fn a_request_that_never_ends_cannot_hold_a_stopping_server() {
     assert!(status.success(), "{status:?}");
     assert!(out.contains("second signal"), "{out}");
 }
+
+/// With `--max-connections 1`, a second client waits until the first connection closes, and is
+/// then served.
+#[test]
+fn the_connection_limit_makes_new_clients_wait() {
+    let tmp = tempfile::tempdir().unwrap();
+    trained_run(tmp.path());
+    let s = Server::start(tmp.path(), &["--max-connections", "1"]);
+    let (status, held) = http::get_keep_alive(s.addr, "/health");
+    assert_eq!(status, 200);
+    let addr = s.addr;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(http::get(addr, "/health").status);
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(1)).is_err(),
+        "a second connection was served while the only place was held"
+    );
+    drop(held);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(200));
+}

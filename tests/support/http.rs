@@ -143,6 +143,23 @@ pub fn raw(addr: SocketAddr, raw: &[u8]) -> Reply {
     read_reply(s)
 }
 
+/// GETs `path` on a connection that stays open afterwards (keep-alive); returns the status and
+/// the connection, idle.
+pub fn get_keep_alive(addr: SocketAddr, path: &str) -> (u16, TcpStream) {
+    let mut s = connect(addr);
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    let (status, headers) = read_head(&mut r);
+    let length = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .expect("a Content-Length");
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).unwrap();
+    (status, r.into_inner())
+}
+
 /// Sends `raw` bytes and reads until the server closes the connection (panics if it has not
 /// within the read timeout of a minute); returns what it sent.
 pub fn until_closed(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {

@@ -90,6 +90,9 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Streams one recurrent step runs together, per model. Default 64.
     pub max_batch: usize,
+    /// Most connections open at once; more clients wait in the listen backlog until one
+    /// closes. Default 512 (within the usual limit of 1,024 open files).
+    pub max_connections: usize,
     /// Request limits.
     pub limits: Limits,
     /// When set, every request but `/` and `/health` needs `Authorization: Bearer TOKEN`.
@@ -109,6 +112,7 @@ impl ServeConfig {
             models,
             listen: Self::DEFAULT_LISTEN.parse().expect("a valid address"),
             max_batch: 64,
+            max_connections: 512,
             limits: Limits::default(),
             token: None,
             drain_timeout: Duration::from_secs(30),

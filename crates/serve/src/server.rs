@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Semaphore;
+
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -238,8 +240,18 @@ pub async fn serve(
     let (state, schedulers) = start(config, runs)?;
     let app = router(state);
     let connections = GracefulShutdown::new();
+    let places = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // At the connection limit nothing is accepted: new clients wait in the listen backlog
+        // until a connection closes.
+        let place = tokio::select! {
+            place = Arc::clone(&places).acquire_owned() => match place {
+                Ok(place) => place,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
@@ -251,6 +263,7 @@ pub async fn serve(
                     tokio::spawn(async move {
                         // A connection's error (a reset, a timed-out head) is its own business.
                         let _ = conn.await;
+                        drop(place);
                     });
                 }
                 // Out of file descriptors and the like: wait a moment instead of spinning.

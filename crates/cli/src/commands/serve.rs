@@ -27,6 +27,9 @@ pub struct ServeArgs {
     /// Generation streams one recurrent step runs together, per model.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_batch: usize,
+    /// Most connections open at once (more clients wait until one closes).
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_connections: usize,
     /// Require `Authorization: Bearer TOKEN` on every route but / and /health; the token is
     /// the file's first line.
     #[arg(long, value_name = "FILE")]
@@ -100,9 +103,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if args.max_batch == 0 {
         bail!("--max-batch must be at least 1");
     }
+    if args.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
     let mut config = ServeConfig::new(models);
     config.listen = args.listen;
     config.max_batch = args.max_batch;
+    config.max_connections = args.max_connections;
     config.limits = Limits {
         max_body_bytes: args.max_body_bytes,
         max_prompt_tokens: args.max_prompt_tokens,
