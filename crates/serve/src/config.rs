@@ -105,17 +105,23 @@ pub struct ServeConfig {
 impl ServeConfig {
     /// The default address: loopback, port 8080.
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
+    /// The default [`max_batch`](Self::max_batch).
+    pub const DEFAULT_MAX_BATCH: usize = 64;
+    /// The default [`max_connections`](Self::max_connections).
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+    /// The default [`drain_timeout`](Self::drain_timeout).
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
     /// A configuration for `models` with every default.
     pub fn new(models: Vec<ModelSpec>) -> Self {
         ServeConfig {
             models,
             listen: Self::DEFAULT_LISTEN.parse().expect("a valid address"),
-            max_batch: 64,
-            max_connections: 512,
+            max_batch: Self::DEFAULT_MAX_BATCH,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             limits: Limits::default(),
             token: None,
-            drain_timeout: Duration::from_secs(30),
+            drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }

@@ -25,10 +25,10 @@ pub struct ServeArgs {
     #[arg(long, default_value = ServeConfig::DEFAULT_LISTEN, value_name = "ADDR:PORT")]
     pub listen: SocketAddr,
     /// Generation streams one recurrent step runs together, per model.
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, default_value_t = ServeConfig::DEFAULT_MAX_BATCH, value_name = "N")]
     pub max_batch: usize,
     /// Most connections open at once (more clients wait until one closes).
-    #[arg(long, default_value_t = 512, value_name = "N")]
+    #[arg(long, default_value_t = ServeConfig::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
     pub max_connections: usize,
     /// Require `Authorization: Bearer TOKEN` on every route but / and /health; the token is
     /// the file's first line.
@@ -59,7 +59,7 @@ pub struct ServeArgs {
     pub stall_timeout: f64,
     /// On Ctrl-C or SIGTERM, seconds the requests in flight get to finish before the server
     /// stops without them (a second Ctrl-C or SIGTERM stops it at once).
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    #[arg(long, default_value_t = ServeConfig::DEFAULT_DRAIN_TIMEOUT.as_secs_f64(), value_name = "SECS")]
     pub drain_timeout: f64,
     #[command(flatten)]
     pub device: DeviceArgs,
